@@ -1,0 +1,1 @@
+"""ratelimit_mw (exports restored at integration)."""

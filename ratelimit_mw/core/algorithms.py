@@ -1,0 +1,212 @@
+"""The limiting algorithms as pure functions ``(state, now, rule, cost) -> Step``.
+
+Modelled on h11's sans-I/O core: no clock, no storage, no locks. A backend loads
+the state, calls the function with the time it trusts, and stores ``Step.state``
+only if the whole request was allowed. The Redis Lua scripts in
+``ratelimit_mw/backends/lua`` mirror these functions line for line; a conformance
+test replays one trace through both.
+
+Floating point: times near the Unix epoch have a resolution of about 2e-7 s, so
+comparisons tolerate ``EPS`` (1 microsecond). The Lua mirrors use the same constant.
+
+State per algorithm (``None`` means fresh):
+
+==================  =====================================  ==========================
+algorithm           state                                  meaning
+==================  =====================================  ==========================
+gcra                float                                  theoretical arrival time
+token_bucket        float                                  time the bucket was empty
+leaky_bucket        float                                  time the queue drains
+fixed_window        (window_index, count)
+sliding_window      (window_index, current, previous)      two-counter approximation
+sliding_log         tuple of timestamps                    exact, O(limit) memory
+==================  =====================================  ==========================
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ratelimit_mw.core.rates import Rule
+
+__all__ = ["ALGORITHM_FUNCTIONS", "EPS", "Step", "step"]
+
+#: Tolerance for time comparisons, in seconds (see module docstring).
+EPS = 1e-6
+_floor = math.floor
+
+
+class Step(NamedTuple):
+    """What one rule says about one request.
+
+    Attributes:
+        allowed: the rule admits the request.
+        state: the state to store if the request is admitted overall.
+        remaining: requests left after this one (or now, if denied).
+        reset_after: seconds until the rule's quota is whole again.
+        retry_after: seconds until a request of this cost could pass (0 if allowed).
+        ttl: seconds after which ``state`` is indistinguishable from fresh.
+        delay: seconds to hold the request before passing it on (leaky bucket).
+    """
+
+    allowed: bool
+    state: Any
+    remaining: int
+    reset_after: float
+    retry_after: float
+    ttl: float
+    delay: float = 0.0
+
+
+def gcra(state: float | None, now: float, rule: Rule, cost: int) -> Step:
+    """Generic cell rate algorithm: one float (theoretical arrival time) per key."""
+    interval = rule.interval
+    tolerance = rule.tolerance
+    tat = state if state is not None and state > now else now
+    new_tat = tat + cost * interval
+    ahead = new_tat - now
+    if ahead > tolerance + EPS:
+        used = tat - now
+        remaining = _floor((tolerance - used + EPS) / interval)
+        return Step(False, state, max(remaining, 0), used, ahead - tolerance, used)
+    remaining = _floor((tolerance - ahead + EPS) / interval)
+    return Step(True, new_tat, remaining, ahead, 0.0, ahead)
+
+
+def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step:
+    """Token bucket, stored as one float: the time at which the bucket was empty.
+
+    Tokens at ``now`` are ``min(capacity, (now - empty_at) / interval)``. This is the
+    same meter as :func:`gcra` computed the classic way; a property test checks
+    that both give the same decisions.
+    """
+    interval = rule.interval
+    capacity = rule.capacity
+    if state is None:
+        tokens = float(capacity)
+    else:
+        tokens = (now - state) / interval
+        if tokens > capacity:
+            tokens = float(capacity)
+    if tokens + EPS / interval < cost:
+        missing = (capacity - tokens) * interval
+        return Step(
+            False, state, max(_floor(tokens + EPS / interval), 0), missing,
+            (cost - tokens) * interval, missing,
+        )
+    tokens -= cost
+    refill = (capacity - tokens) * interval
+    return Step(True, now - tokens * interval, _floor(tokens + EPS / interval), refill, 0.0, refill)
+
+
+def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step:
+    """Leaky bucket as a meter that *shapes*: requests queue for a constant outflow.
+
+    nginx ``limit_req`` semantics: a request is delayed until its slot in a queue
+    draining at ``limit/period``, and rejected if that delay would exceed
+    ``max_delay``. One float per key: the time the queue drains.
+    """
+    interval = rule.interval
+    max_delay = rule.tolerance
+    start = state if state is not None and state > now else now
+    delay = start - now
+    # a request of cost n is n unit requests arriving together: the last must fit
+    last = delay + (cost - 1) * interval
+    if last > max_delay + EPS:
+        remaining = _floor((max_delay - delay + EPS) / interval) + 1
+        return Step(False, state, max(remaining, 0), delay, last - max_delay, delay)
+    drained = start + cost * interval
+    ahead = drained - now
+    remaining = _floor((max_delay - ahead + EPS) / interval) + 1
+    return Step(True, drained, max(remaining, 0), ahead, 0.0, ahead, delay)
+
+
+def fixed_window(state: tuple[int, int] | None, now: float, rule: Rule, cost: int) -> Step:
+    """Fixed window counter: ``limit`` per aligned window of ``period`` seconds."""
+    period = rule.period
+    index = _floor(now / period)
+    count = state[1] if state is not None and state[0] == index else 0
+    left = (index + 1) * period - now
+    if count + cost > rule.limit:
+        return Step(False, state, rule.limit - count, left if count else 0.0, left, left)
+    count += cost
+    return Step(True, (index, count), rule.limit - count, left, 0.0, left)
+
+
+def sliding_window(
+    state: tuple[int, int, int] | None, now: float, rule: Rule, cost: int
+) -> Step:
+    """Two-counter sliding window: previous window weighted by its overlap.
+
+    Approximate by design (O(1) state): in any aligned window it admits at most
+    ``limit``; across a window boundary it assumes the previous window's requests
+    were spread evenly.
+    """
+    period = rule.period
+    limit = rule.limit
+    index = _floor(now / period)
+    current = previous = 0
+    if state is not None:
+        if state[0] == index:
+            current, previous = state[1], state[2]
+        elif state[0] == index - 1:
+            previous = state[1]
+    start = index * period
+    weight = 1.0 - (now - start) / period
+    estimate = previous * weight + current
+    if estimate + cost > limit + 1e-9:
+        if current + cost <= limit:
+            # wait until the previous window's weight has shrunk enough
+            wait = start + period * (1.0 - (limit - current - cost) / previous) - now
+        elif cost <= limit:
+            # wait for the next window, where this window becomes the previous one
+            wait = start + period + period * (1.0 - (limit - cost) / current) - now
+        else:
+            wait = 2 * period
+        reset = (start + 2 * period - now) if current else (start + period - now)
+        remaining = _floor(limit - estimate + 1e-9)
+        return Step(False, state, max(remaining, 0), reset, max(wait, 0.0), reset)
+    current += cost
+    remaining = _floor(limit - estimate - cost + 1e-9)
+    reset = start + 2 * period - now
+    return Step(True, (index, current, previous), max(remaining, 0), reset, 0.0, reset)
+
+
+def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: int) -> Step:
+    """Exact moving window: one timestamp per admitted unit of cost, O(limit) memory.
+
+    A request at ``t`` counts against every request in ``(t - period, t]``.
+    """
+    period = rule.period
+    limit = rule.limit
+    log: tuple[float, ...] = state or ()
+    if log:
+        first_live = bisect_right(log, now - period)
+        if first_live:
+            log = log[first_live:]
+    count = len(log)
+    if count + cost > limit:
+        excess = count + cost - limit
+        wait = log[excess - 1] + period - now if excess <= count else period
+        reset = log[-1] + period - now if log else 0.0
+        return Step(False, state, limit - count, reset, max(wait, 0.0), reset)
+    log = log + (now,) * cost
+    return Step(True, log, limit - count - cost, period, 0.0, period)
+
+
+ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], Step]] = {
+    "gcra": gcra,
+    "token_bucket": token_bucket,
+    "leaky_bucket": leaky_bucket,
+    "fixed_window": fixed_window,
+    "sliding_window": sliding_window,
+    "sliding_log": sliding_log,
+}
+
+
+def step(state: Any, now: float, rule: Rule, cost: int) -> Step:
+    """Run ``rule``'s algorithm; a convenience for callers that hold one rule."""
+    return ALGORITHM_FUNCTIONS[rule.algorithm](state, now, rule, cost)

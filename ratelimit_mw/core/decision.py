@@ -1,0 +1,43 @@
+"""The answer of a check: what the adapters render into headers or a 429."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ratelimit_mw.core.rates import Rule
+
+__all__ = ["Decision"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of checking every limit of a request together.
+
+    The values describe the *most restrictive* limit: the one with the fewest
+    requests remaining (ties go to the later reset); when the request is denied,
+    the denying limit with the longest wait.
+
+    Attributes:
+        allowed: whether the request may proceed.
+        limit: capacity of the reported limit (``X-RateLimit-Limit``).
+        remaining: requests left in it after this one (``X-RateLimit-Remaining``).
+        reset_after: seconds until it is whole again (``X-RateLimit-Reset``).
+        retry_after: seconds until a denied request of the same cost could pass; 0 if allowed.
+        rule: the reported limit (``None`` when no limit applied).
+        delay: seconds the caller should wait before proceeding (leaky bucket shaping).
+        violated: names of every limit that denied the request.
+        degraded: the backend could not decide; the failure policy did (allow/deny/memory).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+    rule: Rule | None = None
+    delay: float = 0.0
+    violated: tuple[str, ...] = ()
+    degraded: bool = False
+
+    def __bool__(self) -> bool:
+        return self.allowed

@@ -1,0 +1,84 @@
+"""Several limits checked together: all-or-nothing, most restrictive reported.
+
+``evaluate`` is what every backend runs inside its atomic section (the memory
+backend under its lock, Redis inside one Lua script): compute every rule's step
+from the current states, and commit the new states only if *every* rule admits
+the request, so a request denied by one limit consumes nothing from the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, Step
+from ratelimit_mw.core.decision import Decision
+from ratelimit_mw.core.rates import Rule
+
+__all__ = ["combine", "evaluate", "inspect"]
+
+
+def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
+    """Fold per-rule steps into one :class:`Decision`.
+
+    Allowed: report the rule with the fewest remaining (ties: the later reset).
+    Denied: report the denying rule with the longest wait; ``retry_after`` is the
+    time until *every* denying rule would admit the request.
+    """
+    if len(steps) == 1:
+        s = steps[0]
+        rule = rules[0]
+        return Decision(
+            s.allowed, rule.capacity, s.remaining, s.reset_after, s.retry_after, rule,
+            s.delay, () if s.allowed else (rule.name,),
+        )
+    best = -1
+    allowed = True
+    violated: list[str] = []
+    delay = 0.0
+    for i, s in enumerate(steps):
+        if s.delay > delay:
+            delay = s.delay
+        if not s.allowed:
+            violated.append(rules[i].name)
+            if allowed or s.retry_after > steps[best].retry_after:
+                best = i
+            allowed = False
+        elif allowed:
+            if best < 0:
+                best = i
+            else:
+                b = steps[best]
+                if s.remaining < b.remaining or (
+                    s.remaining == b.remaining and s.reset_after > b.reset_after
+                ):
+                    best = i
+    s = steps[best]
+    rule = rules[best]
+    return Decision(
+        allowed, rule.capacity, s.remaining, s.reset_after, s.retry_after, rule,
+        delay if allowed else 0.0, tuple(violated),
+    )
+
+
+def evaluate(
+    rules: Sequence[Rule], states: Sequence[Any], now: float, cost: int
+) -> tuple[list[Step], Decision]:
+    """Run every rule on its state; the caller stores ``step.state``/``step.ttl`` if allowed."""
+    steps = [
+        ALGORITHM_FUNCTIONS[rule.algorithm](state, now, rule, cost)
+        for rule, state in zip(rules, states)
+    ]
+    return steps, combine(rules, steps)
+
+
+def inspect(rules: Sequence[Rule], states: Sequence[Any], now: float) -> Decision:
+    """Report usage without consuming: remaining/reset as of ``now`` (a cost-0 look),
+    and whether a request of cost 1 would pass, with its ``retry_after``."""
+    funcs = [ALGORITHM_FUNCTIONS[rule.algorithm] for rule in rules]
+    look = combine(rules, [f(s, now, r, 0) for f, s, r in zip(funcs, states, rules)])
+    probe = combine(rules, [f(s, now, r, 1) for f, s, r in zip(funcs, states, rules)])
+    return Decision(
+        probe.allowed, look.limit, look.remaining, look.reset_after, probe.retry_after,
+        look.rule, 0.0, probe.violated,
+    )

@@ -1,0 +1,420 @@
+"""The framework-agnostic limiter: keys, time, backend, failure policy.
+
+Usable directly, without any web framework::
+
+    limiter = Limiter("memory://")
+    decision = limiter.check("user-42", "10/second")
+    if not decision.allowed:
+        ...  # decision.retry_after seconds
+
+and for outbound calls to a third-party API::
+
+    limiter.acquire("openai", "3000/minute")      # waits (sleeps) until allowed
+    await limiter.aacquire("openai", "3000/minute")
+
+Failure policy: when the backend raises or times out, ``on_backend_error``
+decides: ``allow`` (fail open, the default), ``deny`` (fail closed) or ``memory``
+(a per-process memory limiter with the same rules). A circuit breaker stops
+calling a failing backend so an outage adds no per-request latency, and lets a
+probe through every ``breaker_recovery`` seconds to recover by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from hashlib import blake2b
+from binascii import b2a_base64
+from typing import Any, Union
+
+from ratelimit_mw import log
+from ratelimit_mw.backends.base import AsyncBackend, Backend
+from ratelimit_mw.backends.memory import MemoryBackend
+from ratelimit_mw.breaker import CircuitBreaker
+from ratelimit_mw.core.decision import Decision
+from ratelimit_mw.core.hashing import KeyHasher
+from ratelimit_mw.core.rates import Rule, parse_rate, rule_from_mapping
+from ratelimit_mw.errors import ConfigError, RateLimitExceeded
+
+__all__ = ["Limiter", "Limits", "Quota", "open_backend"]
+
+FAILURE_MODES = ("allow", "deny", "memory")
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Rules bound to a scope: what one check applies, with storage-key suffixes.
+
+    Built once per route (or per distinct ``limits`` argument) and reused.
+
+    Attributes:
+        rules: the limits, checked together.
+        scope: bucket namespace (the route label, or a shared ``scope``).
+        slots: one short id per rule, unique per (scope, rule maths).
+    """
+
+    rules: tuple[Rule, ...]
+    scope: str
+    slots: tuple[str, ...]
+
+
+Limits = Union[Quota, Rule, str, Sequence[Union[Rule, str]]]
+
+
+def _slot_id(scope: str, rule: Rule) -> str:
+    digest = blake2b(f"{scope}\0{rule.signature}".encode(), digest_size=6).digest()
+    return b2a_base64(digest, newline=False).decode().replace("+", "-").replace("/", "_")
+
+
+@lru_cache(maxsize=4096)
+def _make_quota(rules: tuple[Rule, ...], scope: str) -> Quota:
+    if not rules:
+        raise ConfigError("at least one limit is required")
+    return Quota(rules, scope, tuple(_slot_id(scope, r) for r in rules))
+
+
+def _to_rule(item: Rule | str | Any) -> Rule:
+    if isinstance(item, Rule):
+        return item
+    if isinstance(item, str):
+        return parse_rate(item)
+    if isinstance(item, dict):
+        return rule_from_mapping(item)
+    raise ConfigError(f"expected a rate string or Rule, got {item!r}")
+
+
+def open_backend(spec: Any, *, prefix: str = "rl", **options: Any) -> Backend | AsyncBackend:
+    """Turn a URL or client object into a backend.
+
+    ``memory://`` (``?max_keys=N``), ``redis://``, ``rediss://``, ``unix://``,
+    ``redis+sentinel://``, ``redis+cluster://``, a redis-py client, or a backend.
+    """
+    if isinstance(spec, (Backend, AsyncBackend)):
+        return spec
+    if spec is None or (isinstance(spec, str) and spec.split("://", 1)[0] in ("memory", "")):
+        max_keys = options.pop("max_keys", None)
+        if isinstance(spec, str) and "max_keys=" in spec:
+            try:
+                max_keys = int(spec.split("max_keys=", 1)[1].split("&", 1)[0])
+            except ValueError:
+                raise ConfigError(f"invalid max_keys in backend URL {spec!r}") from None
+        return MemoryBackend(max_keys=max_keys or 100_000)
+    try:
+        from ratelimit_mw.backends.redis import open_redis_backend
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            f"backend {spec!r} needs the redis extra: pip install 'ratelimit_mw[redis]' ({exc})"
+        ) from exc
+    return open_redis_backend(spec, prefix=prefix, **options)
+
+
+class Limiter:
+    """Checks keys against limits on a backend, with a failure policy.
+
+    Args:
+        backend: URL (``memory://`` default, ``redis://...``), client object or backend.
+        clock: time source in seconds (``time.time`` by default); inject a
+            :class:`~ratelimit_mw.testing.FakeClock` for exact tests. With Redis and no
+            clock given, the server's ``TIME`` is used.
+        prefix: storage key prefix (``REDIS_PREFIX`` env or ``"rl"``).
+        key_secret: secret for hashing client keys (``RATELIMIT_KEY_SECRET`` env).
+        on_backend_error: default failure mode: ``allow``, ``deny`` or ``memory``.
+        breaker_threshold: consecutive backend failures that open the breaker.
+        breaker_recovery: seconds before a half-open probe.
+        over_limit_cache: most denied (key, rule) entries answered locally until their
+            retry time, with no backend round trip (remote backends only; 0 disables).
+        sleep: blocking sleep used by :meth:`acquire` and shaping (``time.sleep``).
+        asleep: async sleep used by :meth:`aacquire` (``asyncio.sleep``).
+        backend_options: passed to the backend factory (timeouts, pool size...).
+    """
+
+    def __init__(
+        self,
+        backend: Any = "memory://",
+        *,
+        clock: Callable[[], float] | None = None,
+        prefix: str | None = None,
+        key_secret: bytes | str | None = None,
+        on_backend_error: str = "allow",
+        breaker_threshold: int = 3,
+        breaker_recovery: float = 2.0,
+        over_limit_cache: int = 10_000,
+        sleep: Callable[[float], None] | None = None,
+        asleep: Callable[[float], Any] | None = None,
+        **backend_options: Any,
+    ) -> None:
+        import os
+
+        if on_backend_error not in FAILURE_MODES:
+            raise ConfigError(
+                f"on_backend_error must be one of {', '.join(FAILURE_MODES)}, got {on_backend_error!r}"
+            )
+        self.prefix = prefix if prefix is not None else os.environ.get("REDIS_PREFIX", "rl")
+        self.backend = open_backend(backend, prefix=self.prefix, **backend_options)
+        self._clock = clock or time.time
+        # Memory needs our time; a remote backend uses its own unless a clock was injected.
+        self._pass_time = clock is not None or not self.backend.has_clock
+        self._local = isinstance(self.backend, MemoryBackend)
+        self.on_backend_error = on_backend_error
+        self._hash = KeyHasher(key_secret)
+        self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
+        self._asleep = asleep or getattr(clock, "asleep", None) or asyncio.sleep
+        self._fallback: MemoryBackend | None = None
+        self._occ_size = 0 if self._local else over_limit_cache
+        self._occ: dict[str, tuple[float, int, Decision]] = {}
+        self.breaker = CircuitBreaker(
+            threshold=breaker_threshold,
+            recovery_time=breaker_recovery,
+            clock=time.monotonic if clock is None else clock,
+            on_change=self._breaker_changed,
+        )
+        #: Optional observer with ``backend_error(exc)``, ``breaker(state)``; set by metrics.
+        self.observer: Any = None
+
+    # -- keys ------------------------------------------------------------------------
+
+    def quota(self, limits: Limits, scope: str = "") -> Quota:
+        """Bind ``limits`` to ``scope``; cached, so passing strings each call is cheap."""
+        if isinstance(limits, Quota):
+            return limits
+        if isinstance(limits, (Rule, str)):
+            return _make_quota((_to_rule(limits),), scope)
+        return _make_quota(tuple(_to_rule(x) for x in limits), scope)
+
+    def hash_key(self, key: str) -> str:
+        """The keyed hash under which ``key`` is stored and logged."""
+        return self._hash(key)
+
+    def storage_keys(self, key: str, quota: Quota) -> list[str]:
+        """Backend keys for ``key``: ``<prefix>:{<hash>}:<slot>``, one hash slot per client."""
+        head = f"{self.prefix}:{{{self._hash(key)}}}:"
+        return [head + slot for slot in quota.slots]
+
+    # -- failure policy --------------------------------------------------------------
+
+    def _breaker_changed(self, old: str, new: str) -> None:
+        event = log.BREAKER_OPENED if new == "open" else log.BREAKER_CLOSED if new == "closed" else log.BREAKER_CHANGED
+        log.logger.warning(event, old=old, new=new, backend=type(self.backend).__name__)
+        if self.observer is not None:
+            self.observer.breaker(new)
+
+    def _fallback_backend(self) -> MemoryBackend:
+        if self._fallback is None:
+            self._fallback = MemoryBackend()
+        return self._fallback
+
+    def _degraded(
+        self, quota: Quota, keys: list[str], cost: int, mode: str, exc: BaseException | None
+    ) -> Decision:
+        if exc is not None:
+            log.logger.error(
+                log.BACKEND_ERROR, error=type(exc).__name__, detail=str(exc)[:200], mode=mode,
+                scope=quota.scope,
+            )
+            if self.observer is not None:
+                self.observer.backend_error(exc)
+        if mode == "memory":
+            d = self._fallback_backend().hit(keys, quota.rules, cost, self._clock())
+            return Decision(d.allowed, d.limit, d.remaining, d.reset_after, d.retry_after,
+                            d.rule, d.delay, d.violated, True)
+        rule = quota.rules[0]
+        if mode == "deny":
+            wait = max(self.breaker.recovery_time, 1.0)
+            return Decision(False, rule.capacity, 0, wait, wait, rule, 0.0, (), True)
+        return Decision(True, rule.capacity, rule.capacity, 0.0, 0.0, rule, 0.0, (), True)
+
+    def _occ_get(self, keys: list[str], cost: int, now: float) -> Decision | None:
+        for key in keys:
+            entry = self._occ.get(key)
+            if entry is not None:
+                until, denied_cost, d = entry
+                if now >= until:
+                    del self._occ[key]
+                elif cost >= denied_cost:
+                    left = until - now
+                    return Decision(False, d.limit, d.remaining, max(d.reset_after - (d.retry_after - left), 0.0),
+                                    left, d.rule, 0.0, d.violated, False)
+        return None
+
+    def _occ_put(self, quota: Quota, keys: list[str], cost: int, decision: Decision, now: float) -> None:
+        if decision.retry_after <= 0 or decision.rule is None:
+            return
+        if len(self._occ) >= self._occ_size:
+            self._occ.clear()
+        index = quota.rules.index(decision.rule)
+        self._occ[keys[index]] = (now + decision.retry_after, cost, decision)
+
+    # -- checks ----------------------------------------------------------------------
+
+    def check(
+        self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", on_error: str | None = None
+    ) -> Decision:
+        """Check ``key`` against every limit and consume ``cost`` if all admit it.
+
+        Args:
+            key: the client identity (raw; it is hashed before storage).
+            limits: a rate string, Rule, list of them, or a prepared :class:`Quota`.
+            cost: units this request consumes.
+            scope: bucket namespace when ``limits`` is not a Quota.
+            on_error: failure mode for this check (default: the limiter's).
+        """
+        quota = limits if type(limits) is Quota else self.quota(limits, scope)
+        keys = self.storage_keys(key, quota)
+        now = self._clock()
+        if self._local:
+            return self.backend.hit(keys, quota.rules, cost, now)  # type: ignore[union-attr]
+        if self._occ:
+            cached = self._occ_get(keys, cost, now)
+            if cached is not None:
+                return cached
+        mode = on_error or self.on_backend_error
+        if not self.breaker.allow():
+            return self._degraded(quota, keys, cost, mode, None)
+        backend = self.backend
+        if not isinstance(backend, Backend):
+            raise ConfigError("this backend is async-only: use acheck()")
+        try:
+            decision = backend.hit(keys, quota.rules, cost, now if self._pass_time else None)
+        except Exception as exc:
+            self.breaker.failure()
+            return self._degraded(quota, keys, cost, mode, exc)
+        self.breaker.success()
+        if not decision.allowed and self._occ_size:
+            self._occ_put(quota, keys, cost, decision, now)
+        return decision
+
+    async def acheck(
+        self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", on_error: str | None = None
+    ) -> Decision:
+        """Async :meth:`check`; never blocks the event loop on a remote backend."""
+        quota = limits if type(limits) is Quota else self.quota(limits, scope)
+        keys = self.storage_keys(key, quota)
+        now = self._clock()
+        if self._local:
+            return self.backend.hit(keys, quota.rules, cost, now)  # type: ignore[union-attr]
+        if self._occ:
+            cached = self._occ_get(keys, cost, now)
+            if cached is not None:
+                return cached
+        mode = on_error or self.on_backend_error
+        if not self.breaker.allow():
+            return self._degraded(quota, keys, cost, mode, None)
+        backend = self.backend
+        if not isinstance(backend, AsyncBackend):
+            raise ConfigError("this backend is sync-only: use check()")
+        try:
+            decision = await backend.ahit(keys, quota.rules, cost, now if self._pass_time else None)
+        except Exception as exc:
+            self.breaker.failure()
+            return self._degraded(quota, keys, cost, mode, exc)
+        self.breaker.success()
+        if not decision.allowed and self._occ_size:
+            self._occ_put(quota, keys, cost, decision, now)
+        return decision
+
+    hit = check
+    ahit = acheck
+
+    def check_or_raise(self, key: str, limits: Limits, *, cost: int = 1, scope: str = "") -> Decision:
+        """Like :meth:`check`, but raise :class:`RateLimitExceeded` when denied."""
+        decision = self.check(key, limits, cost=cost, scope=scope)
+        if not decision.allowed:
+            raise RateLimitExceeded(decision)
+        return decision
+
+    def peek(self, key: str, limits: Limits, *, scope: str = "") -> Decision:
+        """Usage without consuming: ``remaining``/``reset_after`` now, and whether a
+        request of cost 1 would pass (``allowed``, ``retry_after``)."""
+        quota = self.quota(limits, scope)
+        backend = self.backend
+        if not isinstance(backend, Backend):
+            raise ConfigError("this backend is async-only: use apeek()")
+        return backend.peek(self.storage_keys(key, quota), quota.rules,
+                            self._clock() if self._pass_time else None)
+
+    async def apeek(self, key: str, limits: Limits, *, scope: str = "") -> Decision:
+        """Async :meth:`peek`."""
+        quota = self.quota(limits, scope)
+        backend = self.backend
+        if not isinstance(backend, AsyncBackend):
+            raise ConfigError("this backend is sync-only: use peek()")
+        return await backend.apeek(self.storage_keys(key, quota), quota.rules,
+                                   self._clock() if self._pass_time else None)
+
+    usage = peek
+    ausage = apeek
+
+    def reset(self, key: str, limits: Limits, *, scope: str = "") -> None:
+        """Make ``key``'s quota whole again for these limits."""
+        quota = self.quota(limits, scope)
+        keys = self.storage_keys(key, quota)
+        for k in keys:
+            self._occ.pop(k, None)
+        backend = self.backend
+        if not isinstance(backend, Backend):
+            raise ConfigError("this backend is async-only: use areset()")
+        backend.reset(keys)
+
+    async def areset(self, key: str, limits: Limits, *, scope: str = "") -> None:
+        """Async :meth:`reset`."""
+        quota = self.quota(limits, scope)
+        keys = self.storage_keys(key, quota)
+        for k in keys:
+            self._occ.pop(k, None)
+        backend = self.backend
+        if not isinstance(backend, AsyncBackend):
+            raise ConfigError("this backend is sync-only: use reset()")
+        await backend.areset(keys)
+
+    # -- outbound: wait until allowed ------------------------------------------------
+
+    def acquire(
+        self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", timeout: float | None = None
+    ) -> Decision:
+        """Block until ``cost`` units are granted, for calls to a rate-limited API.
+
+        Raises:
+            RateLimitExceeded: if the wait would exceed ``timeout`` seconds.
+        """
+        waited = 0.0
+        while True:
+            decision = self.check(key, limits, cost=cost, scope=scope)
+            if decision.allowed:
+                if decision.delay > 0:
+                    self._sleep(decision.delay)
+                return decision
+            if timeout is not None and waited + decision.retry_after > timeout:
+                raise RateLimitExceeded(decision)
+            waited += decision.retry_after
+            self._sleep(decision.retry_after)
+
+    async def aacquire(
+        self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", timeout: float | None = None
+    ) -> Decision:
+        """Async :meth:`acquire`: awaits instead of blocking."""
+        waited = 0.0
+        while True:
+            decision = await self.acheck(key, limits, cost=cost, scope=scope)
+            if decision.allowed:
+                if decision.delay > 0:
+                    await self._asleep(decision.delay)
+                return decision
+            if timeout is not None and waited + decision.retry_after > timeout:
+                raise RateLimitExceeded(decision)
+            waited += decision.retry_after
+            await self._asleep(decision.retry_after)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the backend's connections."""
+        if isinstance(self.backend, Backend):
+            self.backend.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        if isinstance(self.backend, AsyncBackend):
+            await self.backend.aclose()

@@ -1,0 +1,76 @@
+"""The compiled, immutable form of a policy document.
+
+Everything here is prepared once when the policies load: rules are parsed, keys
+compiled, header prefixes rendered. The request path only reads these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ratelimit_mw.core.rates import Rule
+from ratelimit_mw.types import RequestView
+
+__all__ = [
+    "FailureMode",
+    "HEADER_STYLES",
+    "KeyFunc",
+    "Route",
+    "RouteMatch",
+]
+
+FailureMode = Literal["allow", "deny", "memory"]
+FAILURE_MODES: tuple[FailureMode, ...] = ("allow", "deny", "memory")
+
+#: Header families a route may emit; ``none`` disables headers on allowed responses.
+HEADER_STYLES = ("x-ratelimit", "ietf", "draft03", "none")
+
+#: A compiled key function: returns the client identity (raw, not yet hashed).
+KeyFunc = Callable[[RequestView], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One compiled entry of ``routes:`` (or the rule for unmatched requests).
+
+    Attributes:
+        template: the ``match`` text as written, e.g. ``"GET /users/{id}"``; used as
+            the label for metrics and logs, and as the default bucket scope.
+        methods: upper-case methods this route applies to; empty means any.
+        rules: the limits, checked together and all-or-nothing.
+        scope: bucket namespace; routes sharing a scope share buckets.
+        key: compiled client-key function.
+        key_spec: the key as written (for ``explain`` and the admin API).
+        cost: units each request consumes.
+        exempt: never limited, no headers.
+        policy: name of the named policy used, if any.
+        headers: header styles to emit (subset of :data:`HEADER_STYLES`).
+        on_backend_error: failure mode when the backend cannot answer.
+        shadow: decide and report, but never reject (dry-run rollout).
+        line: line of the route in its file (for error messages and ``explain``).
+    """
+
+    template: str
+    methods: frozenset[str]
+    rules: tuple[Rule, ...]
+    scope: str
+    key: KeyFunc
+    key_spec: str = "ip"
+    cost: int = 1
+    exempt: bool = False
+    policy: str | None = None
+    headers: tuple[str, ...] = ("x-ratelimit", "ietf")
+    on_backend_error: FailureMode = "allow"
+    shadow: bool = False
+    line: int | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """A route plus the path parameters the match captured."""
+
+    route: Route
+    params: dict[str, str]

@@ -1,0 +1,146 @@
+"""Lazy request views over an ASGI scope or a WSGI environ.
+
+They implement :class:`ratelimit_mw.types.RequestView`. Nothing is parsed until a
+key function asks: the common ``header:X-API-Key`` key reads one header, ``ip``
+reads the peer only. Malformed input (bad encodings, odd cookies) yields ``None``
+rather than an exception, so a hostile request can never crash the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+__all__ = ["ASGIRequest", "WSGIRequest", "cookie_value", "route_path"]
+
+
+def cookie_value(raw: str | None, name: str) -> str | None:
+    """Find cookie ``name`` in a ``Cookie`` header, tolerating malformed pairs."""
+    if not raw:
+        return None
+    for part in raw.split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return None
+
+
+def _query_value(query: str, name: str) -> str | None:
+    if not query or name not in query:
+        return None
+    try:
+        for key, value in parse_qsl(query, keep_blank_values=True, max_num_fields=200):
+            if key == name:
+                return value
+    except ValueError:
+        return None
+    return None
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The path to match routes against: ``path`` with ``root_path`` removed.
+
+    Follows Starlette: ``scope["path"]`` includes ``root_path`` (ASGI spec), so a
+    mounted app strips it; servers that already strip it are handled too.
+    """
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root):] or "/"
+    return path
+
+
+class ASGIRequest:
+    """RequestView over an ASGI HTTP/WebSocket scope."""
+
+    __slots__ = ("scope", "path")
+
+    def __init__(self, scope: Mapping[str, Any], path: str | None = None) -> None:
+        self.scope = scope
+        self.path = route_path(scope) if path is None else path
+
+    @property
+    def method(self) -> str:
+        return str(self.scope.get("method", "GET"))
+
+    @property
+    def peer(self) -> str | None:
+        client = self.scope.get("client")
+        if client:
+            host = client[0]
+            return str(host) if host is not None else None
+        return None
+
+    def header(self, name: str) -> str | None:
+        target = name.encode("latin-1")
+        for key, value in self.scope.get("headers") or ():
+            if key == target or key.lower() == target:
+                return bytes(value).decode("latin-1")
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        target = name.encode("latin-1")
+        return [
+            bytes(value).decode("latin-1")
+            for key, value in self.scope.get("headers") or ()
+            if key == target or key.lower() == target
+        ]
+
+    def query(self, name: str) -> str | None:
+        raw = self.scope.get("query_string") or b""
+        return _query_value(bytes(raw).decode("latin-1"), name)
+
+    def cookie(self, name: str) -> str | None:
+        return cookie_value(self.header("cookie"), name)
+
+
+def _environ_key(name: str) -> str:
+    upper = name.upper().replace("-", "_")
+    if upper in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return upper
+    return "HTTP_" + upper
+
+
+def _wsgi_text(value: str) -> str:
+    """WSGI strings are latin-1-decoded bytes; recover UTF-8 text where it is valid."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+class WSGIRequest:
+    """RequestView over a WSGI environ."""
+
+    __slots__ = ("environ", "path")
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self.environ = environ
+        self.path = _wsgi_text(environ.get("PATH_INFO") or "/") or "/"
+
+    @property
+    def method(self) -> str:
+        return str(self.environ.get("REQUEST_METHOD", "GET")).upper()
+
+    @property
+    def peer(self) -> str | None:
+        addr = self.environ.get("REMOTE_ADDR")
+        return str(addr) if addr else None
+
+    def header(self, name: str) -> str | None:
+        value = self.environ.get(_environ_key(name))
+        return value if isinstance(value, str) else None
+
+    def header_values(self, name: str) -> list[str]:
+        value = self.header(name)
+        return [value] if value is not None else []
+
+    def query(self, name: str) -> str | None:
+        return _query_value(self.environ.get("QUERY_STRING") or "", name)
+
+    def cookie(self, name: str) -> str | None:
+        return cookie_value(self.header("cookie"), name)

@@ -1,0 +1,80 @@
+"""WSGI rate-limiting middleware (Flask, Django, any WSGI app).
+
+The shape of werkzeug's middlewares: a plain class with ``__call__(environ,
+start_response)``. Headers are added by wrapping ``start_response``; the app's
+iterable is returned as is, so streaming bodies and ``close()`` keep working.
+A denial answers itself and never calls the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from ratelimit_mw.engine import Engine, build_engine
+from ratelimit_mw.limiter import Limiter
+from ratelimit_mw.requestview import WSGIRequest
+
+__all__ = ["WSGIRateLimitMiddleware"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
+class WSGIRateLimitMiddleware:
+    """Limit a WSGI app by the policies given.
+
+    ``flask_app.wsgi_app = WSGIRateLimitMiddleware(flask_app.wsgi_app, policies=...)``,
+    or around Django's ``get_wsgi_application()``. Arguments as for
+    :class:`ratelimit_mw.RateLimitMiddleware`.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        policies: Any = None,
+        backend: Any = None,
+        limiter: Limiter | None = None,
+        engine: Engine | None = None,
+        **limiter_options: Any,
+    ) -> None:
+        self.app = app
+        self.engine = engine or build_engine(policies, backend, limiter, **limiter_options)
+        self._sleep = self.engine.limiter._sleep
+
+    @property
+    def limiter(self) -> Limiter:
+        """The limiter in use (for direct checks, usage and resets)."""
+        return self.engine.limiter
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        verdict = self.engine.decide(WSGIRequest(environ))
+        if verdict is None:
+            return self.app(environ, start_response)
+        if verdict.reject:
+            rejection = self.engine.rejection(verdict)
+            start_response(_status_line(rejection.status), rejection.headers)
+            return [rejection.body]
+        if verdict.delay > 0:
+            self._sleep(verdict.delay)
+        extra = verdict.headers
+        if not extra:
+            return self.app(environ, start_response)
+
+        def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {k.lower() for k, _ in headers}
+            merged = list(headers)
+            merged.extend(h for h in extra if h[0].lower() not in present)
+            if exc_info is not None:
+                return start_response(status, merged, exc_info)
+            return start_response(status, merged)
+
+        return self.app(environ, start_with_headers)

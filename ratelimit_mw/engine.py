@@ -14,7 +14,7 @@ import os
 import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ratelimit_mw import log
@@ -138,7 +138,7 @@ class Engine:
                 retry_after=round(decision.retry_after, 3), shadow=route.shadow,
             )
             if route.shadow:
-                decision = replace(decision, allowed=True, retry_after=0.0)
+                decision = decision._replace(allowed=True, retry_after=0.0)
                 reject = False
         headers = entry.renderer.render(decision, self._wall())
         return Verdict(route, decision, headers, reject, decision.delay)

@@ -37,6 +37,7 @@ __all__ = ["ALGORITHM_FUNCTIONS", "EPS", "Step", "step"]
 #: Tolerance for time comparisons, in seconds (see module docstring).
 EPS = 1e-6
 _floor = math.floor
+_new = tuple.__new__  # NamedTuple construction without the generated __new__ (hot path)
 
 
 class Step(NamedTuple):
@@ -71,9 +72,9 @@ def gcra(state: float | None, now: float, rule: Rule, cost: int) -> Step:
     if ahead > tolerance + EPS:
         used = tat - now
         remaining = _floor((tolerance - used + EPS) / interval)
-        return Step(False, state, max(remaining, 0), used, ahead - tolerance, used)
+        return _new(Step, (False, state, max(remaining, 0), used, ahead - tolerance, used, 0.0))
     remaining = _floor((tolerance - ahead + EPS) / interval)
-    return Step(True, new_tat, remaining, ahead, 0.0, ahead)
+    return _new(Step, (True, new_tat, remaining, ahead, 0.0, ahead, 0.0))
 
 
 def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step:
@@ -93,13 +94,12 @@ def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
             tokens = float(capacity)
     if tokens + EPS / interval < cost:
         missing = (capacity - tokens) * interval
-        return Step(
+        return _new(Step, (
             False, state, max(_floor(tokens + EPS / interval), 0), missing,
-            (cost - tokens) * interval, missing,
-        )
+            (cost - tokens) * interval, missing, 0.0))
     tokens -= cost
     refill = (capacity - tokens) * interval
-    return Step(True, now - tokens * interval, _floor(tokens + EPS / interval), refill, 0.0, refill)
+    return _new(Step, (True, now - tokens * interval, _floor(tokens + EPS / interval), refill, 0.0, refill, 0.0))
 
 
 def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step:
@@ -117,11 +117,11 @@ def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
     last = delay + (cost - 1) * interval
     if last > max_delay + EPS:
         remaining = _floor((max_delay - delay + EPS) / interval) + 1
-        return Step(False, state, max(remaining, 0), delay, last - max_delay, delay)
+        return _new(Step, (False, state, max(remaining, 0), delay, last - max_delay, delay, 0.0))
     drained = start + cost * interval
     ahead = drained - now
     remaining = _floor((max_delay - ahead + EPS) / interval) + 1
-    return Step(True, drained, max(remaining, 0), ahead, 0.0, ahead, delay)
+    return _new(Step, (True, drained, max(remaining, 0), ahead, 0.0, ahead, delay))
 
 
 def fixed_window(state: tuple[int, int] | None, now: float, rule: Rule, cost: int) -> Step:
@@ -131,9 +131,9 @@ def fixed_window(state: tuple[int, int] | None, now: float, rule: Rule, cost: in
     count = state[1] if state is not None and state[0] == index else 0
     left = (index + 1) * period - now
     if count + cost > rule.limit:
-        return Step(False, state, rule.limit - count, left if count else 0.0, left, left)
+        return _new(Step, (False, state, rule.limit - count, left if count else 0.0, left, left, 0.0))
     count += cost
-    return Step(True, (index, count), rule.limit - count, left, 0.0, left)
+    return _new(Step, (True, (index, count), rule.limit - count, left, 0.0, left, 0.0))
 
 
 def sliding_window(
@@ -168,11 +168,11 @@ def sliding_window(
             wait = 2 * period
         reset = (start + 2 * period - now) if current else (start + period - now)
         remaining = _floor(limit - estimate + 1e-9)
-        return Step(False, state, max(remaining, 0), reset, max(wait, 0.0), reset)
+        return _new(Step, (False, state, max(remaining, 0), reset, max(wait, 0.0), reset, 0.0))
     current += cost
     remaining = _floor(limit - estimate - cost + 1e-9)
     reset = start + 2 * period - now
-    return Step(True, (index, current, previous), max(remaining, 0), reset, 0.0, reset)
+    return _new(Step, (True, (index, current, previous), max(remaining, 0), reset, 0.0, reset, 0.0))
 
 
 def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: int) -> Step:
@@ -192,9 +192,9 @@ def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: i
         excess = count + cost - limit
         wait = log[excess - 1] + period - now if excess <= count else period
         reset = log[-1] + period - now if log else 0.0
-        return Step(False, state, limit - count, reset, max(wait, 0.0), reset)
+        return _new(Step, (False, state, limit - count, reset, max(wait, 0.0), reset, 0.0))
     log = log + (now,) * cost
-    return Step(True, log, limit - count - cost, period, 0.0, period)
+    return _new(Step, (True, log, limit - count - cost, period, 0.0, period, 0.0))
 
 
 ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], Step]] = {

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ratelimit_mw.core.rates import Rule
 
 __all__ = ["Decision"]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Outcome of checking every limit of a request together.
+
+    A NamedTuple rather than a frozen dataclass: it is built once per request, and
+    profiling showed the frozen dataclass constructor costing ~2.6 us against
+    ~0.3 us for ``tuple.__new__`` (see README, Design). It is just as immutable.
 
     The values describe the *most restrictive* limit: the one with the fewest
     requests remaining (ties go to the later reset); when the request is denied,

@@ -17,6 +17,8 @@ from ratelimit_mw.core.rates import Rule
 
 __all__ = ["combine", "evaluate", "inspect"]
 
+_new = tuple.__new__
+
 
 def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
     """Fold per-rule steps into one :class:`Decision`.
@@ -28,10 +30,10 @@ def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
     if len(steps) == 1:
         s = steps[0]
         rule = rules[0]
-        return Decision(
+        return _new(Decision, (
             s.allowed, rule.capacity, s.remaining, s.reset_after, s.retry_after, rule,
-            s.delay, () if s.allowed else (rule.name,),
-        )
+            s.delay, () if s.allowed else (rule.name,), False,
+        ))
     best = -1
     allowed = True
     violated: list[str] = []
@@ -55,10 +57,10 @@ def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
                     best = i
     s = steps[best]
     rule = rules[best]
-    return Decision(
+    return _new(Decision, (
         allowed, rule.capacity, s.remaining, s.reset_after, s.retry_after, rule,
-        delay if allowed else 0.0, tuple(violated),
-    )
+        delay if allowed else 0.0, tuple(violated), False,
+    ))
 
 
 def evaluate(

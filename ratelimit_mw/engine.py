@@ -13,6 +13,7 @@ import json
 import os
 import string
 import time
+from time import perf_counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer, retry_after_seconds
 from ratelimit_mw.limiter import Limiter, Quota
+from ratelimit_mw.observe import Observer
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
 
@@ -77,8 +79,8 @@ class Engine:
         self.limiter = limiter
         self._wall = wall_clock
         self._denials = log.DenialLog()
-        #: Optional metrics observer: ``decision(route, policy, outcome, seconds)``.
-        self.observer: Any = None
+        #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
+        self.observer: Observer | None = None
         self._state: tuple[Any, dict[int, _Prepared]] = (None, {})
         self.set_policies(policies)
 
@@ -123,11 +125,25 @@ class Engine:
             return None
         entry = prepared.get(id(match.route))
         if entry is None:  # exempt
+            if self.observer is not None:
+                self.observer.decision(match.route.template, match.route.policy or "", "exempt", 0.0)
             return None
         return entry, match.route.key(request)
 
-    def _finish(self, entry: _Prepared, key: str, decision: Decision) -> Verdict:
+    def _observe(self, route: Route, decision: Decision, shadowed: bool, seconds: float) -> None:
+        assert self.observer is not None
+        if decision.degraded:
+            outcome = "degraded"
+        elif shadowed:
+            outcome = "shadow"
+        else:
+            outcome = "allowed" if decision.allowed else "limited"
+        self.observer.decision(route.template, route.policy or "", outcome, seconds)
+
+    def _finish(self, entry: _Prepared, key: str, decision: Decision, started: float) -> Verdict:
         route = entry.route
+        if self.observer is not None:
+            self._observe(route, decision, route.shadow and not decision.allowed, perf_counter() - started)
         if decision.degraded and decision.allowed:
             return Verdict(route, decision, [], False, 0.0)
         reject = not decision.allowed
@@ -150,10 +166,11 @@ class Engine:
             if selected is None:
                 return None
             entry, key = selected
+            started = perf_counter() if self.observer is not None else 0.0
             decision = self.limiter.check(
                 key, entry.quota, cost=entry.route.cost, on_error=entry.route.on_backend_error
             )
-            return self._finish(entry, key, decision)
+            return self._finish(entry, key, decision, started)
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
             return None
@@ -165,10 +182,11 @@ class Engine:
             if selected is None:
                 return None
             entry, key = selected
+            started = perf_counter() if self.observer is not None else 0.0
             decision = await self.limiter.acheck(
                 key, entry.quota, cost=entry.route.cost, on_error=entry.route.on_backend_error
             )
-            return self._finish(entry, key, decision)
+            return self._finish(entry, key, decision, started)
         except Exception as exc:
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
             return None

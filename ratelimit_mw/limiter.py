@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from time import perf_counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +39,7 @@ from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
 from ratelimit_mw.core.rates import Rule, parse_rate, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, RateLimitExceeded
+from ratelimit_mw.observe import Observer
 
 __all__ = ["Limiter", "Limits", "Quota", "open_backend"]
 
@@ -158,6 +160,7 @@ class Limiter:
         # Memory needs our time; a remote backend uses its own unless a clock was injected.
         self._pass_time = clock is not None or not self.backend.has_clock
         self._local = isinstance(self.backend, MemoryBackend)
+        self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
         self.on_backend_error = on_backend_error
         self._hash = KeyHasher(key_secret)
         self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
@@ -171,8 +174,8 @@ class Limiter:
             clock=time.monotonic if clock is None else clock,
             on_change=self._breaker_changed,
         )
-        #: Optional observer with ``backend_error(exc)``, ``breaker(state)``; set by metrics.
-        self.observer: Any = None
+        #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
+        self.observer: Observer | None = None
 
     # -- keys ------------------------------------------------------------------------
 
@@ -200,6 +203,8 @@ class Limiter:
         log.logger.warning(event, old=old, new=new, backend=type(self.backend).__name__)
         if self.observer is not None:
             self.observer.breaker(new)
+            if self.on_backend_error == "memory":
+                self.observer.fallback(new != "closed")
 
     def _fallback_backend(self) -> MemoryBackend:
         if self._fallback is None:
@@ -215,7 +220,7 @@ class Limiter:
                 scope=quota.scope,
             )
             if self.observer is not None:
-                self.observer.backend_error(exc)
+                self.observer.backend_error(type(exc).__name__)
         if mode == "memory":
             d = self._fallback_backend().hit(keys, quota.rules, cost, self._clock())
             return Decision(d.allowed, d.limit, d.remaining, d.reset_after, d.retry_after,
@@ -262,10 +267,10 @@ class Limiter:
             on_error: failure mode for this check (default: the limiter's).
         """
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
+        if self._local:
+            return self._memory.hit_client(self._hash(key), quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
-        if self._local:
-            return self.backend.hit(keys, quota.rules, cost, now)  # type: ignore[union-attr]
         if self._occ:
             cached = self._occ_get(keys, cost, now)
             if cached is not None:
@@ -276,11 +281,15 @@ class Limiter:
         backend = self.backend
         if not isinstance(backend, Backend):
             raise ConfigError("this backend is async-only: use acheck()")
+        observer = self.observer
+        started = perf_counter() if observer is not None else 0.0
         try:
             decision = backend.hit(keys, quota.rules, cost, now if self._pass_time else None)
         except Exception as exc:
             self.breaker.failure()
             return self._degraded(quota, keys, cost, mode, exc)
+        if observer is not None:
+            observer.backend_call(perf_counter() - started)
         self.breaker.success()
         if not decision.allowed and self._occ_size:
             self._occ_put(quota, keys, cost, decision, now)
@@ -291,10 +300,10 @@ class Limiter:
     ) -> Decision:
         """Async :meth:`check`; never blocks the event loop on a remote backend."""
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
+        if self._local:
+            return self._memory.hit_client(self._hash(key), quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
-        if self._local:
-            return self.backend.hit(keys, quota.rules, cost, now)  # type: ignore[union-attr]
         if self._occ:
             cached = self._occ_get(keys, cost, now)
             if cached is not None:
@@ -305,11 +314,15 @@ class Limiter:
         backend = self.backend
         if not isinstance(backend, AsyncBackend):
             raise ConfigError("this backend is sync-only: use check()")
+        observer = self.observer
+        started = perf_counter() if observer is not None else 0.0
         try:
             decision = await backend.ahit(keys, quota.rules, cost, now if self._pass_time else None)
         except Exception as exc:
             self.breaker.failure()
             return self._degraded(quota, keys, cost, mode, exc)
+        if observer is not None:
+            observer.backend_call(perf_counter() - started)
         self.breaker.success()
         if not decision.allowed and self._occ_size:
             self._occ_put(quota, keys, cost, decision, now)
@@ -329,6 +342,8 @@ class Limiter:
         """Usage without consuming: ``remaining``/``reset_after`` now, and whether a
         request of cost 1 would pass (``allowed``, ``retry_after``)."""
         quota = self.quota(limits, scope)
+        if self._local:
+            return self._memory.peek_client(self._hash(key), quota, self._clock())
         backend = self.backend
         if not isinstance(backend, Backend):
             raise ConfigError("this backend is async-only: use apeek()")
@@ -338,6 +353,8 @@ class Limiter:
     async def apeek(self, key: str, limits: Limits, *, scope: str = "") -> Decision:
         """Async :meth:`peek`."""
         quota = self.quota(limits, scope)
+        if self._local:
+            return self._memory.peek_client(self._hash(key), quota, self._clock())
         backend = self.backend
         if not isinstance(backend, AsyncBackend):
             raise ConfigError("this backend is sync-only: use peek()")
@@ -350,6 +367,9 @@ class Limiter:
     def reset(self, key: str, limits: Limits, *, scope: str = "") -> None:
         """Make ``key``'s quota whole again for these limits."""
         quota = self.quota(limits, scope)
+        if self._local:
+            self._memory.reset_client(self._hash(key), quota)
+            return
         keys = self.storage_keys(key, quota)
         for k in keys:
             self._occ.pop(k, None)
@@ -361,6 +381,9 @@ class Limiter:
     async def areset(self, key: str, limits: Limits, *, scope: str = "") -> None:
         """Async :meth:`reset`."""
         quota = self.quota(limits, scope)
+        if self._local:
+            self._memory.reset_client(self._hash(key), quota)
+            return
         keys = self.storage_keys(key, quota)
         for k in keys:
             self._occ.pop(k, None)

@@ -1,36 +1,59 @@
-"""In-process state: a dict guarded by one lock, bounded in size.
+"""In-process state: one dict per (scope, rule), guarded by one lock, bounded in size.
 
 Safe from threads (WSGI servers) and from asyncio tasks (the critical section never
-awaits). Each entry stores the algorithm state and the time at which it becomes
-indistinguishable from fresh; expired entries are dropped lazily on read, by a
-periodic sweep, and before any eviction. A hard cap (``max_keys``) bounds memory
-against floods of distinct client keys: past it, the least recently written
-entries are evicted (counted in ``evictions``), which at worst forgets a client's
-usage, never admits a client that the cap did not concern.
+awaits). Each table maps a client key hash to the algorithm state *only*: the time
+a state becomes indistinguishable from fresh is derived from the state itself
+(:data:`~ratelimit_mw.core.algorithms.EXPIRY_FUNCTIONS`), and the algorithms treat
+a stale state exactly like a missing one, so reads never need an expiry check.
+A GCRA client therefore costs one dict slot, its hash string (shared by all the
+client's rules) and one float.
+
+Expired states are dropped by a periodic sweep and before any eviction. A hard cap
+(``max_keys``) bounds memory against floods of distinct client keys: past it, the
+oldest entries are evicted (counted in ``evictions``), which at worst forgets a
+client's usage; it never admits anyone the cap did not concern.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
-from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS
+from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, EXPIRY_FUNCTIONS, StepTuple
 from ratelimit_mw.core.decision import Decision
-from ratelimit_mw.core.evaluate import combine, evaluate, inspect
+from ratelimit_mw.core.evaluate import combine, inspect
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ratelimit_mw.limiter import Quota
+
 __all__ = ["MemoryBackend"]
+
+_new = tuple.__new__
+
+
+class _Table:
+    """States of one (scope, rule): ``client hash -> state``."""
+
+    __slots__ = ("rule", "step", "expiry", "states", "denied")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.step: Callable[[Any, float, Rule, int], StepTuple] = ALGORITHM_FUNCTIONS[rule.algorithm]
+        self.expiry = EXPIRY_FUNCTIONS[rule.algorithm]
+        self.states: dict[str, Any] = {}
+        self.denied = (rule.name,)
 
 
 class MemoryBackend(Backend, AsyncBackend):
     """Thread- and asyncio-safe in-memory backend.
 
     Args:
-        max_keys: most (key, rule) entries kept; default 100,000.
-        sweep_interval: seconds (of the caller's clock) between sweeps of expired entries.
+        max_keys: most stored states over all tables; default 100,000.
+        sweep_interval: seconds (of the caller's clock) between sweeps of expired states.
     """
 
     has_clock = False
@@ -41,94 +64,167 @@ class MemoryBackend(Backend, AsyncBackend):
         self.max_keys = max_keys
         self.sweep_interval = sweep_interval
         self.evictions = 0
-        self._data: dict[str, tuple[Any, float]] = {}
+        self._tables: dict[str, _Table] = {}
+        self._size = 0
         self._lock = threading.Lock()
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
     @property
     def tracked_keys(self) -> int:
-        """Number of live entries (for the ``tracked keys`` gauge)."""
-        return len(self._data)
+        """Number of stored states (for the ``tracked keys`` gauge)."""
+        return self._size
 
     # -- internals ---------------------------------------------------------------
 
-    def _load(self, key: str, now: float) -> Any:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= now:
-            del self._data[key]
-            return None
-        return entry[0]
+    def _table(self, table_id: str, rule: Rule) -> _Table:
+        table = self._tables.get(table_id)
+        if table is None:
+            table = self._tables[table_id] = _Table(rule)
+        return table
 
-    def _store(self, key: str, state: Any, expires: float, now: float) -> None:
-        data = self._data
-        if data.pop(key, None) is None and len(data) >= self.max_keys:
-            self._make_room(now)
-        data[key] = (state, expires)  # re-insert: dict order doubles as recency
+    def _insert(self, table: _Table, client: str, state: Any, now: float) -> None:
+        states = table.states
+        if client not in states:
+            if self._size >= self.max_keys:
+                self._make_room(now)
+            self._size += 1
+        states[client] = state
 
     def _sweep(self, now: float) -> None:
-        data = self._data
-        dead = [k for k, (_, exp) in data.items() if exp <= now]
-        for k in dead:
-            del data[k]
+        for table in self._tables.values():
+            expiry, rule, states = table.expiry, table.rule, table.states
+            dead = [k for k, st in states.items() if expiry(st, rule) <= now]
+            for k in dead:
+                del states[k]
+            self._size -= len(dead)
         self._next_sweep = now + self.sweep_interval
 
     def _make_room(self, now: float) -> None:
         self._sweep(now)
-        data = self._data
-        excess = len(data) - self.max_keys + 1
-        if excess > 0:
-            # evict a slice at once so a flood pays the iteration cost rarely
-            excess = max(excess, self.max_keys // 100)
+        excess = self._size - self.max_keys + 1
+        if excess <= 0:
+            return
+        # evict a slice at once, from the largest tables' oldest entries, so a flood
+        # of new keys pays the iteration cost rarely
+        excess = max(excess, self.max_keys // 100)
+        for table in sorted(self._tables.values(), key=lambda t: -len(t.states)):
+            states = table.states
             victims = []
-            for k in data:
+            for k in states:
                 victims.append(k)
                 if len(victims) >= excess:
                     break
             for k in victims:
-                del data[k]
+                del states[k]
+            self._size -= len(victims)
             self.evictions += len(victims)
+            excess -= len(victims)
+            if excess <= 0:
+                return
 
-    # -- Backend -----------------------------------------------------------------
+    def _run(self, tables: Sequence[_Table], client_keys: Sequence[str], cost: int, now: float) -> Decision:
+        """The atomic section: evaluate every rule, store all states or none."""
+        if now >= self._next_sweep:
+            self._sweep(now)
+        if len(tables) == 1:
+            table = tables[0]
+            client = client_keys[0]
+            rule = table.rule
+            s = table.step(table.states.get(client), now, rule, cost)
+            if s[0]:
+                if cost:
+                    self._insert(table, client, s[1], now)
+                return _new(Decision, (True, rule.capacity, s[2], s[3], s[4], rule, s[6], (), False))
+            return _new(Decision, (False, rule.capacity, s[2], s[3], s[4], rule, 0.0, table.denied, False))
+        steps = [t.step(t.states.get(c), now, t.rule, cost) for t, c in zip(tables, client_keys)]
+        decision = combine([t.rule for t in tables], steps)
+        if decision.allowed and cost:
+            for table, client, s in zip(tables, client_keys, steps):
+                self._insert(table, client, s[1], now)
+        return decision
+
+    # -- fast path used by the Limiter: tables per (scope, rule), keyed by client hash ------
+
+    def hit_client(self, client: str, quota: Quota, cost: int, now: float) -> Decision:
+        """:meth:`hit` for a hashed client and a prepared quota, without building keys.
+
+        The single-rule case (most routes) is written out in full: it is the hot path.
+        """
+        slots = quota.slots
+        lock = self._lock
+        if len(slots) == 1:
+            lock.acquire()
+            try:
+                if now >= self._next_sweep:
+                    self._sweep(now)
+                table = self._tables.get(slots[0])
+                if table is None:
+                    table = self._table(slots[0], quota.rules[0])
+                rule = table.rule
+                states = table.states
+                s = table.step(states.get(client), now, rule, cost)
+                if s[0]:
+                    if cost:
+                        if client not in states:
+                            if self._size >= self.max_keys:
+                                self._make_room(now)
+                            self._size += 1
+                        states[client] = s[1]
+                    return _new(Decision, (True, rule.capacity, s[2], s[3], s[4], rule, s[6], (), False))
+                return _new(Decision, (False, rule.capacity, s[2], s[3], s[4], rule, 0.0, table.denied, False))
+            finally:
+                lock.release()
+        with lock:
+            tables = [self._table(slot, rule) for slot, rule in zip(slots, quota.rules)]
+            return self._run(tables, [client] * len(tables), cost, now)
+
+    def peek_client(self, client: str, quota: Quota, now: float) -> Decision:
+        """:meth:`peek` for a hashed client and a prepared quota."""
+        with self._lock:
+            tables = [self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules)]
+            return inspect(quota.rules, [t.states.get(client) for t in tables], now)
+
+    def reset_client(self, client: str, quota: Quota) -> None:
+        """:meth:`reset` for a hashed client and a prepared quota."""
+        with self._lock:
+            for slot in quota.slots:
+                table = self._tables.get(slot)
+                if table is not None and table.states.pop(client, None) is not None:
+                    self._size -= 1
+
+    # -- Backend: arbitrary keys, one table per rule's maths ----------------------------
+
+    def _generic(self, keys: Sequence[str], rules: Sequence[Rule]) -> list[_Table]:
+        return [self._table("\0" + rule.signature, rule) for rule in rules]
 
     def hit(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None) -> Decision:
         if now is None:
             raise ConfigError("the memory backend needs the caller's time (now=None given)")
         with self._lock:
-            if now >= self._next_sweep:
-                self._sweep(now)
-            if len(rules) == 1:
-                key = keys[0]
-                rule = rules[0]
-                step = ALGORITHM_FUNCTIONS[rule.algorithm](self._load(key, now), now, rule, cost)
-                if step.allowed and cost:
-                    self._store(key, step.state, now + step.ttl, now)
-                return combine(rules, (step,))
-            steps, decision = evaluate(rules, [self._load(k, now) for k in keys], now, cost)
-            if decision.allowed and cost:
-                for key, step in zip(keys, steps):
-                    self._store(key, step.state, now + step.ttl, now)
-            return decision
+            return self._run(self._generic(keys, rules), keys, cost, now)
 
     def peek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         if now is None:
             raise ConfigError("the memory backend needs the caller's time (now=None given)")
         with self._lock:
-            return inspect(rules, [self._load(k, now) for k in keys], now)
+            tables = self._generic(keys, rules)
+            return inspect(rules, [t.states.get(k) for t, k in zip(tables, keys)], now)
 
     def reset(self, keys: Sequence[str]) -> None:
         with self._lock:
-            for key in keys:
-                self._data.pop(key, None)
+            for table in self._tables.values():
+                for key in keys:
+                    if table.states.pop(key, None) is not None:
+                        self._size -= 1
 
     def clear(self) -> None:
         """Forget everything (tests, admin 'reset all')."""
         with self._lock:
-            self._data.clear()
+            self._tables.clear()
+            self._size = 0
 
     # -- AsyncBackend: the critical section never awaits, so the sync code is safe ----
 

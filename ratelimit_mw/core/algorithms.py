@@ -32,16 +32,19 @@ from typing import Any, NamedTuple
 
 from ratelimit_mw.core.rates import Rule
 
-__all__ = ["ALGORITHM_FUNCTIONS", "EPS", "Step", "step"]
+__all__ = ["ALGORITHM_FUNCTIONS", "EPS", "EXPIRY_FUNCTIONS", "Step", "StepTuple", "step"]
 
 #: Tolerance for time comparisons, in seconds (see module docstring).
 EPS = 1e-6
 _floor = math.floor
-_new = tuple.__new__  # NamedTuple construction without the generated __new__ (hot path)
 
 
 class Step(NamedTuple):
     """What one rule says about one request.
+
+    The algorithm functions return a plain tuple of these seven fields in this order
+    (``StepTuple``): building a NamedTuple costs ~0.2 us more per rule on the hot
+    path. :func:`step` returns the named form.
 
     Attributes:
         allowed: the rule admits the request.
@@ -62,7 +65,11 @@ class Step(NamedTuple):
     delay: float = 0.0
 
 
-def gcra(state: float | None, now: float, rule: Rule, cost: int) -> Step:
+#: The positional form the algorithm functions return (see :class:`Step`).
+StepTuple = tuple[bool, Any, int, float, float, float, float]
+
+
+def gcra(state: float | None, now: float, rule: Rule, cost: int) -> StepTuple:
     """Generic cell rate algorithm: one float (theoretical arrival time) per key."""
     interval = rule.interval
     tolerance = rule.tolerance
@@ -72,12 +79,12 @@ def gcra(state: float | None, now: float, rule: Rule, cost: int) -> Step:
     if ahead > tolerance + EPS:
         used = tat - now
         remaining = _floor((tolerance - used + EPS) / interval)
-        return _new(Step, (False, state, max(remaining, 0), used, ahead - tolerance, used, 0.0))
+        return (False, state, max(remaining, 0), used, ahead - tolerance, used, 0.0)
     remaining = _floor((tolerance - ahead + EPS) / interval)
-    return _new(Step, (True, new_tat, remaining, ahead, 0.0, ahead, 0.0))
+    return (True, new_tat, remaining, ahead, 0.0, ahead, 0.0)
 
 
-def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step:
+def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> StepTuple:
     """Token bucket, stored as one float: the time at which the bucket was empty.
 
     Tokens at ``now`` are ``min(capacity, (now - empty_at) / interval)``. This is the
@@ -94,15 +101,15 @@ def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
             tokens = float(capacity)
     if tokens + EPS / interval < cost:
         missing = (capacity - tokens) * interval
-        return _new(Step, (
+        return (
             False, state, max(_floor(tokens + EPS / interval), 0), missing,
-            (cost - tokens) * interval, missing, 0.0))
+            (cost - tokens) * interval, missing, 0.0)
     tokens -= cost
     refill = (capacity - tokens) * interval
-    return _new(Step, (True, now - tokens * interval, _floor(tokens + EPS / interval), refill, 0.0, refill, 0.0))
+    return (True, now - tokens * interval, _floor(tokens + EPS / interval), refill, 0.0, refill, 0.0)
 
 
-def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step:
+def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> StepTuple:
     """Leaky bucket as a meter that *shapes*: requests queue for a constant outflow.
 
     nginx ``limit_req`` semantics: a request is delayed until its slot in a queue
@@ -117,28 +124,28 @@ def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
     last = delay + (cost - 1) * interval
     if last > max_delay + EPS:
         remaining = _floor((max_delay - delay + EPS) / interval) + 1
-        return _new(Step, (False, state, max(remaining, 0), delay, last - max_delay, delay, 0.0))
+        return (False, state, max(remaining, 0), delay, last - max_delay, delay, 0.0)
     drained = start + cost * interval
     ahead = drained - now
     remaining = _floor((max_delay - ahead + EPS) / interval) + 1
-    return _new(Step, (True, drained, max(remaining, 0), ahead, 0.0, ahead, delay))
+    return (True, drained, max(remaining, 0), ahead, 0.0, ahead, delay)
 
 
-def fixed_window(state: tuple[int, int] | None, now: float, rule: Rule, cost: int) -> Step:
+def fixed_window(state: tuple[int, int] | None, now: float, rule: Rule, cost: int) -> StepTuple:
     """Fixed window counter: ``limit`` per aligned window of ``period`` seconds."""
     period = rule.period
     index = _floor(now / period)
     count = state[1] if state is not None and state[0] == index else 0
     left = (index + 1) * period - now
     if count + cost > rule.limit:
-        return _new(Step, (False, state, rule.limit - count, left if count else 0.0, left, left, 0.0))
+        return (False, state, rule.limit - count, left if count else 0.0, left, left, 0.0)
     count += cost
-    return _new(Step, (True, (index, count), rule.limit - count, left, 0.0, left, 0.0))
+    return (True, (index, count), rule.limit - count, left, 0.0, left, 0.0)
 
 
 def sliding_window(
     state: tuple[int, int, int] | None, now: float, rule: Rule, cost: int
-) -> Step:
+) -> StepTuple:
     """Two-counter sliding window: previous window weighted by its overlap.
 
     Approximate by design (O(1) state): in any aligned window it admits at most
@@ -168,14 +175,14 @@ def sliding_window(
             wait = 2 * period
         reset = (start + 2 * period - now) if current else (start + period - now)
         remaining = _floor(limit - estimate + 1e-9)
-        return _new(Step, (False, state, max(remaining, 0), reset, max(wait, 0.0), reset, 0.0))
+        return (False, state, max(remaining, 0), reset, max(wait, 0.0), reset, 0.0)
     current += cost
     remaining = _floor(limit - estimate - cost + 1e-9)
     reset = start + 2 * period - now
-    return _new(Step, (True, (index, current, previous), max(remaining, 0), reset, 0.0, reset, 0.0))
+    return (True, (index, current, previous), max(remaining, 0), reset, 0.0, reset, 0.0)
 
 
-def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: int) -> Step:
+def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: int) -> StepTuple:
     """Exact moving window: one timestamp per admitted unit of cost, O(limit) memory.
 
     A request at ``t`` counts against every request in ``(t - period, t]``.
@@ -192,12 +199,12 @@ def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: i
         excess = count + cost - limit
         wait = log[excess - 1] + period - now if excess <= count else period
         reset = log[-1] + period - now if log else 0.0
-        return _new(Step, (False, state, limit - count, reset, max(wait, 0.0), reset, 0.0))
+        return (False, state, limit - count, reset, max(wait, 0.0), reset, 0.0)
     log = log + (now,) * cost
-    return _new(Step, (True, log, limit - count - cost, period, 0.0, period, 0.0))
+    return (True, log, limit - count - cost, period, 0.0, period, 0.0)
 
 
-ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], Step]] = {
+ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], StepTuple]] = {
     "gcra": gcra,
     "token_bucket": token_bucket,
     "leaky_bucket": leaky_bucket,
@@ -208,5 +215,37 @@ ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], Step]] = {
 
 
 def step(state: Any, now: float, rule: Rule, cost: int) -> Step:
-    """Run ``rule``'s algorithm; a convenience for callers that hold one rule."""
-    return ALGORITHM_FUNCTIONS[rule.algorithm](state, now, rule, cost)
+    """Run ``rule``'s algorithm and name the fields (the hot path keeps the plain tuple)."""
+    return Step(*ALGORITHM_FUNCTIONS[rule.algorithm](state, now, rule, cost))
+
+
+def _expiry_tat(state: Any, rule: Rule) -> float:
+    return float(state)
+
+
+def _expiry_bucket(state: Any, rule: Rule) -> float:
+    return float(state) + rule.capacity * rule.interval
+
+
+def _expiry_fixed(state: Any, rule: Rule) -> float:
+    return (state[0] + 1) * rule.period
+
+
+def _expiry_sliding(state: Any, rule: Rule) -> float:
+    return (state[0] + 2) * rule.period
+
+
+def _expiry_log(state: Any, rule: Rule) -> float:
+    return state[-1] + rule.period if state else 0.0
+
+
+#: When a stored state becomes indistinguishable from fresh, derived from the state
+#: itself, so a store needs to keep nothing but the state (one float for GCRA).
+EXPIRY_FUNCTIONS: dict[str, Callable[[Any, Rule], float]] = {
+    "gcra": _expiry_tat,
+    "token_bucket": _expiry_bucket,
+    "leaky_bucket": _expiry_tat,
+    "fixed_window": _expiry_fixed,
+    "sliding_window": _expiry_sliding,
+    "sliding_log": _expiry_log,
+}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, Step
+from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, Step, StepTuple
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.rates import Rule
 
@@ -20,7 +20,7 @@ __all__ = ["combine", "evaluate", "inspect"]
 _new = tuple.__new__
 
 
-def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
+def combine(rules: Sequence[Rule], steps: Sequence[StepTuple]) -> Decision:
     """Fold per-rule steps into one :class:`Decision`.
 
     Allowed: report the rule with the fewest remaining (ties: the later reset).
@@ -31,19 +31,19 @@ def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
         s = steps[0]
         rule = rules[0]
         return _new(Decision, (
-            s.allowed, rule.capacity, s.remaining, s.reset_after, s.retry_after, rule,
-            s.delay, () if s.allowed else (rule.name,), False,
+            s[0], rule.capacity, s[2], s[3], s[4], rule,
+            s[6], () if s[0] else (rule.name,), False,
         ))
     best = -1
     allowed = True
     violated: list[str] = []
     delay = 0.0
     for i, s in enumerate(steps):
-        if s.delay > delay:
-            delay = s.delay
-        if not s.allowed:
+        if s[6] > delay:
+            delay = s[6]
+        if not s[0]:
             violated.append(rules[i].name)
-            if allowed or s.retry_after > steps[best].retry_after:
+            if allowed or s[4] > steps[best][4]:
                 best = i
             allowed = False
         elif allowed:
@@ -51,14 +51,14 @@ def combine(rules: Sequence[Rule], steps: Sequence[Step]) -> Decision:
                 best = i
             else:
                 b = steps[best]
-                if s.remaining < b.remaining or (
-                    s.remaining == b.remaining and s.reset_after > b.reset_after
+                if s[2] < b[2] or (
+                    s[2] == b[2] and s[3] > b[3]
                 ):
                     best = i
     s = steps[best]
     rule = rules[best]
     return _new(Decision, (
-        allowed, rule.capacity, s.remaining, s.reset_after, s.retry_after, rule,
+        allowed, rule.capacity, s[2], s[3], s[4], rule,
         delay if allowed else 0.0, tuple(violated), False,
     ))
 
@@ -68,7 +68,7 @@ def evaluate(
 ) -> tuple[list[Step], Decision]:
     """Run every rule on its state; the caller stores ``step.state``/``step.ttl`` if allowed."""
     steps = [
-        ALGORITHM_FUNCTIONS[rule.algorithm](state, now, rule, cost)
+        Step(*ALGORITHM_FUNCTIONS[rule.algorithm](state, now, rule, cost))
         for rule, state in zip(rules, states)
     ]
     return steps, combine(rules, steps)

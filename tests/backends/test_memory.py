@@ -35,9 +35,9 @@ def test_denied_request_stores_nothing() -> None:
     backend = MemoryBackend()
     rule = parse_rate("1/hour")
     backend.hit(["k"], [rule], 1, T0)
-    before = dict(backend._data)
+    before = {k: dict(t.states) for k, t in backend._tables.items()}
     assert not backend.hit(["k"], [rule], 1, T0 + 1).allowed
-    assert backend._data == before
+    assert {k: dict(t.states) for k, t in backend._tables.items()} == before
 
 
 def test_sync_and_async_interfaces_are_twins() -> None:

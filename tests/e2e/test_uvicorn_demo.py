@@ -23,14 +23,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_url() -> Iterator[str]:
+def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
+    log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
+    log = open(log_path, "wb")  # a file, not a pipe: a chatty server can never block on it
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -41,7 +43,7 @@ def demo_url() -> Iterator[str]:
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read().decode() if proc.stdout else ""
+                    out = log_path.read_text(errors="replace")
                     pytest.fail(f"uvicorn did not start: {out[-2000:]}")
                 time.sleep(0.05)
         yield url
@@ -52,6 +54,7 @@ def demo_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 @pytest.mark.slow

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from time import perf_counter
+from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2b
-from binascii import b2a_base64
-from typing import Any, Union
+from time import perf_counter
+from typing import Any
 
 from ratelimit_mw import log
 from ratelimit_mw.backends.base import AsyncBackend, Backend
@@ -63,7 +63,7 @@ class Quota:
     slots: tuple[str, ...]
 
 
-Limits = Union[Quota, Rule, str, Sequence[Union[Rule, str]]]
+Limits = Quota | Rule | str | Sequence[Rule | str]
 
 
 def _slot_id(scope: str, rule: Rule) -> str:

@@ -127,7 +127,7 @@ class Rule:
         interval = period / self.limit
         if self.algorithm == "leaky_bucket":
             max_delay = (burst - 1) * interval if self.max_delay is None else float(self.max_delay)
-            capacity = int(math.floor(max_delay / interval + 1e-9)) + 1
+            capacity = math.floor(max_delay / interval + 1e-9) + 1
             tolerance = max_delay
             window = math.ceil(capacity * interval - 1e-9)
         elif bucket:

@@ -26,7 +26,7 @@ def _free_port() -> int:
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
-    log = open(log_path, "wb")  # a file, not a pipe: a chatty server can never block on it
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below; a file, not a pipe: a chatty server can never block on it
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(

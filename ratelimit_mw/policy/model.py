@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.types import RequestView
@@ -68,9 +68,12 @@ class Route:
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
 
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
-    """A route plus the path parameters the match captured."""
+class RouteMatch(NamedTuple):
+    """A route plus the path parameters the match captured.
+
+    A NamedTuple: built on every request, where a frozen dataclass costs several
+    times more to construct (see README, Design).
+    """
 
     route: Route
     params: dict[str, str]

@@ -13,9 +13,9 @@ import json
 import os
 import string
 import time
-from time import perf_counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from ratelimit_mw import log

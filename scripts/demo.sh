@@ -7,5 +7,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[demo]'
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[demo]' >"$log" 2>&1; then
+  cat "$log" >&2; exit 1
+fi
+rm -f "$log"
+echo "demo: http://127.0.0.1:${PORT:-8000}/resource (send X-API-Key); Ctrl-C to stop"
 exec .venv/bin/python -m uvicorn examples.fastapi_app:app --host 127.0.0.1 --port "${PORT:-8000}"

@@ -35,6 +35,9 @@ class RateLimitMiddleware:
         backend: backend URL or client (``None``: ``REDIS_URL`` or memory).
         limiter: an existing :class:`Limiter` to share (instead of ``backend``).
         engine: an existing :class:`Engine` to share (instead of all of the above).
+        metrics: a :class:`ratelimit_mw.metrics.RateLimitMetrics` to attach.
+        metrics_path: serve the metrics at this path from the middleware itself
+            (answered before limiting, never limited).
         **limiter_options: passed to :class:`Limiter` (``clock``, ``key_secret``...).
     """
 
@@ -46,11 +49,21 @@ class RateLimitMiddleware:
         backend: Any = None,
         limiter: Limiter | None = None,
         engine: Engine | None = None,
+        metrics: Any = None,
+        metrics_path: str | None = None,
         **limiter_options: Any,
     ) -> None:
         self.app = app
         self.engine = engine or build_engine(policies, backend, limiter, **limiter_options)
         self._sleep = self.engine.limiter._asleep
+        if metrics is not None:
+            metrics.attach(self.engine)
+        self._metrics_path = metrics_path
+        self._metrics_app: ASGIApp | None = None
+        if metrics_path is not None:
+            from ratelimit_mw.metrics import metrics_asgi_app
+
+            self._metrics_app = metrics_asgi_app(metrics)
 
     @property
     def limiter(self) -> Limiter:
@@ -65,7 +78,11 @@ class RateLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        verdict = await self.engine.adecide(ASGIRequest(scope))
+        request = ASGIRequest(scope)
+        if self._metrics_app is not None and request.path == self._metrics_path:
+            await self._metrics_app(scope, receive, send)
+            return
+        verdict = await self.engine.adecide(request)
         if verdict is None:
             await self.app(scope, receive, send)
             return

@@ -14,6 +14,9 @@ import structlog
 __all__ = [
     "BACKEND_ERROR",
     "BREAKER_CHANGED",
+    "BREAKER_CLOSED",
+    "BREAKER_OPENED",
+    "DenialLog",
     "INTERNAL_ERROR",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",

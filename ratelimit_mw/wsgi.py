@@ -33,7 +33,7 @@ class WSGIRateLimitMiddleware:
 
     ``flask_app.wsgi_app = WSGIRateLimitMiddleware(flask_app.wsgi_app, policies=...)``,
     or around Django's ``get_wsgi_application()``. Arguments as for
-    :class:`ratelimit_mw.RateLimitMiddleware`.
+    :class:`ratelimit_mw.RateLimitMiddleware` (including ``metrics``/``metrics_path``).
     """
 
     def __init__(
@@ -44,11 +44,21 @@ class WSGIRateLimitMiddleware:
         backend: Any = None,
         limiter: Limiter | None = None,
         engine: Engine | None = None,
+        metrics: Any = None,
+        metrics_path: str | None = None,
         **limiter_options: Any,
     ) -> None:
         self.app = app
         self.engine = engine or build_engine(policies, backend, limiter, **limiter_options)
         self._sleep = self.engine.limiter._sleep
+        if metrics is not None:
+            metrics.attach(self.engine)
+        self._metrics_path = metrics_path
+        self._metrics_app: WSGIApp | None = None
+        if metrics_path is not None:
+            from ratelimit_mw.metrics import metrics_wsgi_app
+
+            self._metrics_app = metrics_wsgi_app(metrics)
 
     @property
     def limiter(self) -> Limiter:
@@ -56,7 +66,10 @@ class WSGIRateLimitMiddleware:
         return self.engine.limiter
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        verdict = self.engine.decide(WSGIRequest(environ))
+        request = WSGIRequest(environ)
+        if self._metrics_app is not None and request.path == self._metrics_path:
+            return self._metrics_app(environ, start_response)
+        verdict = self.engine.decide(request)
         if verdict is None:
             return self.app(environ, start_response)
         if verdict.reject:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "e2e-admin-token-0123456789"
 
 
 def _free_port() -> int:
@@ -27,7 +28,7 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below; a file, not a pipe: a chatty server can never block on it
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN}
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1",
@@ -79,3 +80,30 @@ def test_demo_answers_200_then_429_over_http(demo_url: str) -> None:
         assert client.get("/resource", headers={"X-API-Key": "someone-else"}).status_code == 200
         health = [client.get("/health").status_code for _ in range(100)]
         assert set(health) == {200}
+
+
+@pytest.mark.slow
+def test_demo_serves_metrics_and_admin_api(demo_url: str) -> None:
+    with httpx.Client(base_url=demo_url, timeout=5) as client:
+        for _ in range(3):
+            client.get("/resource", headers={"X-API-Key": "metrics-client"})
+        scrape = client.get("/metrics")
+        assert scrape.status_code == 200
+        allowed = [
+            line for line in scrape.text.splitlines()
+            if line.startswith("ratelimit_decisions_total{") and 'outcome="allowed"' in line
+            and 'route="GET /resource"' in line
+        ]
+        assert allowed and float(allowed[0].rsplit(" ", 1)[1]) >= 3
+        assert client.get("/admin/policies").status_code == 401
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        document = client.get("/admin/policies", headers=auth)
+        assert document.status_code == 200 and document.json()["version"] == 1
+        patch = client.patch(
+            "/admin/policies", headers={**auth, "Content-Type": "application/merge-patch+json"},
+            json={"policies": {"free": {"limits": ["2/minute"]}}},
+        )
+        assert patch.status_code == 200, patch.text
+        key = {"X-API-Key": "after-patch"}
+        statuses = [client.get("/resource", headers=key).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]

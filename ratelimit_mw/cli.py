@@ -1,0 +1,289 @@
+"""``ratelimit-mw``: check a policy file, explain a request, read a client's usage.
+
+::
+
+    ratelimit-mw check policies.yaml
+    ratelimit-mw explain policies.yaml GET /users/42 -H 'X-API-Key: abc' --peer 203.0.113.5
+    ratelimit-mw usage 'header:x-api-key:abc' --route 'GET /resource' \\
+        --policies policies.yaml --backend redis://localhost:6379/0
+
+Exit codes: 0 ok; 1 usage error or nothing found (no such route, no match);
+2 invalid input or configuration (the policy file, a backend URL); 3 backend
+unreachable. ``--json`` prints machine-readable output.
+
+Raw client keys are never printed: ``explain`` shows the key's source and its
+keyed hash (the name it has in Redis and in logs; set ``RATELIMIT_KEY_SECRET`` as
+the servers do, or the hash will not match theirs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ratelimit_mw.errors import BackendError, ConfigError, PolicyError
+
+__all__ = ["EXIT_BACKEND", "EXIT_INVALID", "EXIT_NOT_FOUND", "EXIT_OK", "main"]
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1  # also command-line usage errors
+EXIT_INVALID = 2
+EXIT_BACKEND = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit 1: 2 is reserved for invalid input files."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_NOT_FOUND, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ratelimit-mw", description="Inspect ratelimit_mw policies and usage.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a policy file and print its route table")
+    check.add_argument("file", help="policy file (YAML or JSON)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+
+    explain = commands.add_parser("explain", help="show which route, limits and key a request gets")
+    explain.add_argument("file", help="policy file (YAML or JSON)")
+    explain.add_argument("method", help="HTTP method, e.g. GET")
+    explain.add_argument("path", help="request path, optionally with ?query")
+    explain.add_argument(
+        "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="a request header (repeatable)"
+    )
+    explain.add_argument("--peer", help="the client address the server sees (default: none)")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+
+    usage = commands.add_parser("usage", help="remaining quota of one client on one route")
+    usage.add_argument("key", help="raw client key as the route builds it, e.g. 'header:x-api-key:VALUE', 'ip:1.2.3.4'")
+    usage.add_argument("--route", required=True, help="route label as 'check' prints it, e.g. 'GET /resource'")
+    usage.add_argument("--policies", required=True, metavar="FILE", help="policy file the servers use")
+    usage.add_argument("--backend", required=True, metavar="URL", help="backend URL, e.g. redis://host:6379/0")
+    usage.add_argument("--prefix", help="storage key prefix (default: REDIS_PREFIX or 'rl')")
+    usage.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _load(path: str) -> Any:
+    from ratelimit_mw.policy.loader import load_policies
+
+    return load_policies(Path(path))  # a Path is always a file, never YAML text
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def _route_rows(policies: Any) -> list[dict[str, Any]]:
+    routes = list(policies.routes)
+    if policies.unmatched is not None:
+        routes.append(policies.unmatched)
+    out = []
+    for index, route in enumerate(routes, 1):
+        out.append(
+            {
+                "order": index if route is not policies.unmatched else None,
+                "route": route.template,
+                "methods": sorted(route.methods) or ["*"],
+                "limits": [str(rule) for rule in route.rules],
+                "key": route.key_spec,
+                "scope": route.scope,
+                "exempt": route.exempt,
+                "shadow": route.shadow,
+                "line": route.line,
+            }
+        )
+    return out
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    policies = _load(args.file)
+    rows = _route_rows(policies)
+    if args.json:
+        print(json.dumps({"file": args.file, "routes": rows}, indent=2))
+        return EXIT_OK
+    table = [["#", "ROUTE", "METHODS", "LIMITS", "KEY", "SCOPE", "EXEMPT"]]
+    for row in rows:
+        limits = ", ".join(row["limits"]) or "-"
+        if row["shadow"]:
+            limits += " (shadow)"
+        table.append(
+            [
+                "*" if row["order"] is None else str(row["order"]),
+                row["route"],
+                ",".join(row["methods"]),
+                "-" if row["exempt"] else limits,
+                "-" if row["exempt"] else row["key"],
+                "-" if row["exempt"] else row["scope"],
+                "yes" if row["exempt"] else "no",
+            ]
+        )
+    print(_table(table))
+    unmatched = "limited (row *)" if policies.unmatched is not None else "pass through unlimited"
+    print(f"\n{args.file}: OK, {len(policies.routes)} routes; unmatched requests {unmatched}")
+    return EXIT_OK
+
+
+def _key_source(key: str) -> str:
+    """The part of a raw key that says where it came from, without the value."""
+    kind, _, rest = key.partition(":")
+    if kind in ("header", "query", "cookie"):
+        return f"{kind}:{rest.partition(':')[0]}"
+    return kind  # ip, call, global, anonymous
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from ratelimit_mw.core.hashing import KeyHasher
+    from ratelimit_mw.testing import FakeRequest
+
+    headers = []
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise _UsageError(f"invalid header {header!r}: write 'Name: value'")
+        headers.append((name.strip(), value.strip()))
+    policies = _load(args.file)
+    path, _, query = args.path.partition("?")
+    if not path.startswith("/"):
+        raise _UsageError(f"the path must start with '/', got {args.path!r}")
+    report = policies.explain(args.method, path)
+    match = policies.match(args.method.upper(), path)
+    if match is not None and not match.route.exempt:
+        request = FakeRequest(args.method, path, headers, peer=args.peer, query_string=query)
+        key = match.route.key(request)
+        report["resolved_key"] = {"source": _key_source(key), "hash": KeyHasher()(key)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif match is None:
+        print(f"{report['method']} {path}: no route matches; the request passes through unlimited")
+    else:
+        lines = [
+            f"{report['method']} {path}",
+            f"  route:   {report['route']}" + (f" (line {report['line']})" if report.get("line") else ""),
+        ]
+        if report["exempt"]:
+            lines.append("  action:  exempt (never limited)")
+        else:
+            lines += [
+                f"  action:  {report['action']}",
+                f"  policy:  {report.get('policy') or '-'}",
+                "  limits:  " + ", ".join(str(rule) for rule in match.route.rules),
+                f"  key:     {match.route.key_spec}",
+                f"  scope:   {report['scope']}   cost: {report['cost']}",
+                f"  client:  {report['resolved_key']['source']} -> hash {report['resolved_key']['hash']}",
+            ]
+        print("\n".join(lines))
+    return EXIT_OK if match is not None else EXIT_NOT_FOUND
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    from ratelimit_mw.backends.base import Backend
+    from ratelimit_mw.limiter import Limiter
+
+    policies = _load(args.policies)
+    routes = list(policies.routes) + ([policies.unmatched] if policies.unmatched is not None else [])
+    route = next((r for r in routes if r.template == args.route), None)
+    if route is None:
+        labels = ", ".join(repr(r.template) for r in routes)
+        print(f"error: no route {args.route!r} in {args.policies}; routes: {labels}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if route.exempt:
+        print(f"{route.template}: exempt, never limited")
+        return EXIT_OK
+    limiter = Limiter(args.backend, prefix=args.prefix)
+    results = []
+    try:
+        for rule in route.rules:
+            quota = limiter.quota((rule,), route.scope)
+            if isinstance(limiter.backend, Backend):
+                decision = limiter.peek(args.key, quota)
+            else:
+                decision = asyncio.run(limiter.apeek(args.key, quota))
+            results.append(
+                {
+                    "name": rule.name,
+                    "rate": str(rule),
+                    "limit": decision.limit,
+                    "remaining": decision.remaining,
+                    "reset_after": round(decision.reset_after, 3),
+                    "retry_after": round(decision.retry_after, 3),
+                }
+            )
+    finally:
+        with contextlib.suppress(Exception):  # closing a dead connection must not hide the answer
+            limiter.close()
+    if args.json:
+        print(
+            json.dumps({"route": route.template, "key_hash": limiter.hash_key(args.key), "limits": results}, indent=2)
+        )
+        return EXIT_OK
+    table = [["LIMIT", "RATE", "CAPACITY", "REMAINING", "RESET(s)", "RETRY(s)"]]
+    for r in results:
+        table.append(
+            [
+                r["name"],
+                r["rate"],
+                str(r["limit"]),
+                str(r["remaining"]),
+                f"{r['reset_after']:g}",
+                f"{r['retry_after']:g}",
+            ]
+        )
+    print(f"{route.template}  key hash {limiter.hash_key(args.key)}")
+    print(_table(table))
+    return EXIT_OK
+
+
+class _UsageError(Exception):
+    """A command-line argument is malformed (exit 1)."""
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Connection-level failures, from our wrapper or from the driver."""
+    if isinstance(exc, (BackendError, ConnectionError, TimeoutError, OSError)):
+        return True
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - depends on the install
+        return False
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    Args:
+        argv: arguments without the program name (default: ``sys.argv[1:]``).
+    """
+    args = _parser().parse_args(argv)
+    handler = {"check": _cmd_check, "explain": _cmd_explain, "usage": _cmd_usage}[args.command]
+    try:
+        return handler(args)
+    except _UsageError as exc:
+        print(f"ratelimit-mw: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except PolicyError as exc:
+        print(f"{exc}", file=sys.stderr)  # file:line: field: reason
+        return EXIT_INVALID
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as exc:
+        if _is_unreachable(exc):
+            print(f"backend unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_BACKEND
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -228,11 +228,11 @@ def _expiry_bucket(state: Any, rule: Rule) -> float:
 
 
 def _expiry_fixed(state: Any, rule: Rule) -> float:
-    return float((state[0] + 1) * rule.period)
+    return float((state[0] + 1) * rule.period) + EPS  # margin: the product may round below the edge
 
 
 def _expiry_sliding(state: Any, rule: Rule) -> float:
-    return float((state[0] + 2) * rule.period)
+    return float((state[0] + 2) * rule.period) + EPS
 
 
 def _expiry_log(state: Any, rule: Rule) -> float:

@@ -1,0 +1,282 @@
+"""Redis backend: shared state for many processes and hosts, one round trip per request.
+
+Works with Redis, Valkey, Redis Sentinel and Redis Cluster, from a URL (see
+:mod:`ratelimit_mw.backends.redis_connect`) or an existing redis-py client.
+
+Each request runs ONE Lua script (:mod:`ratelimit_mw.backends.redis_lua`) that
+evaluates every rule of the route and writes the new states only if all of them
+admit the request. The keys of a request share a hash tag (``{<client hash>}``),
+so the script runs on Cluster too. Time comes from the server's ``TIME`` unless
+the caller passes ``now``, so app nodes with skewed clocks cannot hand out extra
+quota. Every key carries a TTL equal to the time until its state is
+indistinguishable from fresh: an idle client holds no memory.
+
+Failure: every driver error (connection refused, timeout, cluster down, script
+error) is raised as :class:`~ratelimit_mw.errors.BackendError`; the Limiter's
+failure policy and circuit breaker decide what the request gets. Socket timeouts
+default to 50 ms and there are no retries, so an outage costs a request at most
+one timeout before the breaker opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from ratelimit_mw.backends.base import AsyncBackend, Backend
+from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
+from ratelimit_mw.backends.redis_lua import argv, decode_hit, decode_peek, min_ttl_ms, script
+from ratelimit_mw.core.decision import Decision
+from ratelimit_mw.core.rates import Rule
+from ratelimit_mw.errors import BackendError, ConfigError
+
+__all__ = ["RedisBackend", "open_redis_backend"]
+
+#: Driver failures that become BackendError (RedisClusterException is not a RedisError).
+_DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+
+_SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
+_ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+
+
+def _backend_error(exc: BaseException) -> BackendError:
+    return BackendError(f"redis: {type(exc).__name__}: {exc}")
+
+
+class RedisBackend(Backend, AsyncBackend):
+    """Rate-limit state in Redis, Valkey, Sentinel or Cluster; sync and async twins.
+
+    From a URL, the sync and the async client are created on first use, each
+    once (the async one once per event loop, since asyncio connections belong to
+    the loop that opened them), so a process that only uses one side never opens
+    the other's pool. From an existing client, only the matching side works and
+    the other raises :class:`~ratelimit_mw.errors.ConfigError`; such a client
+    stays its owner's to close.
+
+    Args:
+        spec: a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+            ``redis+cluster://``) or a redis-py client (``redis.Redis``,
+            ``redis.cluster.RedisCluster``, ``redis.asyncio.Redis``,
+            ``redis.asyncio.cluster.RedisCluster``).
+        prefix: the storage key prefix the limiter uses (informational: keys
+            arrive fully built).
+        min_ttl: floor for key TTLs, in seconds. 0 (the default) keeps a state
+            exactly as long as it matters. Raise it when callers pass their own
+            ``now`` from a clock that runs slower than the server's (a FakeClock
+            in tests), so the server does not forget a state the caller's clock
+            still considers live.
+        **options: redis-py client options for URL specs (``socket_timeout`` and
+            ``socket_connect_timeout`` default to 0.05 s; ``max_connections``,
+            ``ssl_*``, ``decode_responses``...). Not accepted with a client object.
+
+    Raises:
+        ConfigError: unsupported URL or client type, or options given with a client.
+    """
+
+    has_clock = True
+
+    def __init__(self, spec: Any, *, prefix: str = "rl", min_ttl: float = 0.0, **options: Any) -> None:
+        self.prefix = prefix
+        self._min_ttl_ms = min_ttl_ms(min_ttl)
+        self._factory: ClientFactory | None = None
+        self._client: Any = None
+        self._aclient: Any = None
+        self._helpers: list[Any] = []  # Sentinel connections of the sync client
+        self._ahelpers: list[Any] = []  # ... and of the async one
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._owns_clients = False
+        self._lock = threading.Lock()
+        self._alock: asyncio.Lock | None = None
+        self._alock_loop: asyncio.AbstractEventLoop | None = None
+        if isinstance(spec, str):
+            self._factory = parse_backend_url(spec, options)
+            self._owns_clients = True
+            self.url: str | None = redact_url(spec)  # for reprs and logs: no secrets
+            return
+        self.url = None
+        if options:
+            raise ConfigError(
+                f"client options ({', '.join(sorted(options))}) apply to URL backends only; "
+                "configure the redis-py client you pass instead"
+            )
+        if isinstance(spec, _ASYNC_CLIENTS):
+            self._aclient = spec
+        elif isinstance(spec, _SYNC_CLIENTS):
+            self._client = spec
+        else:
+            raise ConfigError(
+                f"expected a Redis URL or a redis-py client, got {type(spec).__name__}: {spec!r:.100}"
+            )
+
+    def __repr__(self) -> str:
+        where = self.url if self.url is not None else type(self._client or self._aclient).__name__
+        return f"RedisBackend({where!r})"
+
+    @property
+    def supports_sync(self) -> bool:
+        """``hit``/``peek``/``reset`` work (a URL, or a synchronous client)."""
+        return self._factory is not None or self._client is not None
+
+    @property
+    def supports_async(self) -> bool:
+        """``ahit``/``apeek``/``areset`` work (a URL, or an asyncio client)."""
+        return self._factory is not None or self._aclient is not None
+
+    # -- clients -----------------------------------------------------------------
+
+    def _sync_client(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        if self._factory is None:
+            raise ConfigError(
+                "this Redis backend wraps an asyncio client: use ahit/apeek/areset "
+                "(Limiter.acheck), or give a URL or a synchronous redis client"
+            )
+        with self._lock:  # threads racing on first use build one client
+            if self._client is None:
+                try:
+                    self._client, self._helpers = self._factory.sync()
+                except _DRIVER_ERRORS as exc:  # a cluster client connects here
+                    raise _backend_error(exc) from exc
+            return self._client
+
+    async def _async_client(self) -> Any:
+        client = self._aclient
+        factory = self._factory
+        if factory is None:
+            if client is None:
+                raise ConfigError(
+                    "this Redis backend wraps a synchronous client: use hit/peek/reset "
+                    "(Limiter.check), or give a URL or a redis.asyncio client"
+                )
+            return client
+        loop = asyncio.get_running_loop()
+        if client is not None and self._aclient_loop is loop:
+            return client
+        # No await between the check and the assignment: tasks cannot race here.
+        if self._alock is None or self._alock_loop is not loop:
+            self._alock, self._alock_loop = asyncio.Lock(), loop
+        async with self._alock:
+            if self._aclient is None or self._aclient_loop is not loop:
+                client, helpers = factory.async_()
+                if factory.is_cluster:
+                    # One initialisation (slot discovery) under the lock, instead of
+                    # every concurrent first command starting its own.
+                    try:
+                        await client.initialize()
+                    except _DRIVER_ERRORS as exc:
+                        await _quiet_aclose(client)
+                        raise _backend_error(exc) from exc
+                self._aclient, self._aclient_loop, self._ahelpers = client, loop, helpers
+            return self._aclient
+
+    # -- the script --------------------------------------------------------------
+
+    def _run(self, client: Any, args: list[Any]) -> Any:
+        text = script()
+        try:
+            try:
+                return client.execute_command("EVALSHA", text.sha, *args)
+            except NoScriptError:
+                # Script cache empty (SCRIPT FLUSH, restart, failover to a fresh
+                # node): EVAL runs it on the right node and caches it there again.
+                return client.execute_command("EVAL", text.text, *args)
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def _arun(self, args: list[Any]) -> Any:
+        client = await self._async_client()
+        text = script()
+        try:
+            try:
+                return await client.execute_command("EVALSHA", text.sha, *args)
+            except NoScriptError:
+                return await client.execute_command("EVAL", text.text, *args)
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    # -- Backend -----------------------------------------------------------------
+
+    def hit(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None) -> Decision:
+        args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
+        return decode_hit(rules, self._run(self._sync_client(), args))
+
+    def peek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
+        args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
+        return decode_peek(rules, self._run(self._sync_client(), args))
+
+    def reset(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        client = self._sync_client()
+        try:
+            client.delete(*keys)
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    def close(self) -> None:
+        """Close the synchronous client's pool, if this backend created it."""
+        if not self._owns_clients:
+            return
+        with self._lock:
+            client, self._client = self._client, None
+            helpers, self._helpers = self._helpers, []
+        for c in (client, *helpers):
+            if c is not None:
+                with contextlib.suppress(*_DRIVER_ERRORS):  # a broken link must not fail shutdown
+                    c.close()
+
+    # -- AsyncBackend ------------------------------------------------------------
+
+    async def ahit(
+        self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None
+    ) -> Decision:
+        args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
+        return decode_hit(rules, await self._arun(args))
+
+    async def apeek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
+        args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
+        return decode_peek(rules, await self._arun(args))
+
+    async def areset(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        client = await self._async_client()
+        try:
+            await client.delete(*keys)
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def aclose(self) -> None:
+        """Close the clients this backend created (async, and sync if any)."""
+        if self._owns_clients:
+            client, self._aclient, self._aclient_loop = self._aclient, None, None
+            helpers, self._ahelpers = self._ahelpers, []
+            for c in (client, *helpers):
+                if c is not None:
+                    await _quiet_aclose(c)
+        self.close()
+
+
+async def _quiet_aclose(client: Any) -> None:
+    with contextlib.suppress(*_DRIVER_ERRORS):
+        await client.aclose()
+
+
+def open_redis_backend(spec: Any, *, prefix: str = "rl", **options: Any) -> RedisBackend:
+    """Build a :class:`RedisBackend` from a URL or a redis-py client.
+
+    Called by :func:`ratelimit_mw.limiter.open_backend`; ``options`` are the
+    Limiter's ``backend_options`` (``socket_timeout``, ``min_ttl``, ...).
+    """
+    return RedisBackend(spec, prefix=prefix, **options)

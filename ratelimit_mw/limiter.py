@@ -165,6 +165,7 @@ class Limiter:
         self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
         self.on_backend_error = on_backend_error
         self._hash = KeyHasher(key_secret)
+        self._hash_cache = self._hash.cache  # read directly on the hot path
         self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
         self._asleep = asleep or getattr(clock, "asleep", None) or asyncio.sleep
         self._fallback: MemoryBackend | None = None
@@ -270,7 +271,8 @@ class Limiter:
         """
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
         if self._local:
-            return self._memory.hit_client(self._hash(key), quota, cost, self._clock())
+            client = self._hash_cache.get(key) or self._hash(key)
+            return self._memory.hit_client(client, quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
         if self._occ:
@@ -303,7 +305,8 @@ class Limiter:
         """Async :meth:`check`; never blocks the event loop on a remote backend."""
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
         if self._local:
-            return self._memory.hit_client(self._hash(key), quota, cost, self._clock())
+            client = self._hash_cache.get(key) or self._hash(key)
+            return self._memory.hit_client(client, quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
         if self._occ:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,77 +12,30 @@ import httpx
 import pytest
 import redis
 
-from tests.support.redis_servers import free_port
+from tests.support.http_servers import http_servers
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "t0ken-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _start_node(redis_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port(bus_offset=None)
-    has_redis_backend = importlib.util.find_spec("ratelimit_mw.backends.redis") is not None
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "SYNC_REDIS_URL": redis_url,
-        # the limiter shares Redis too once the Redis backend exists; policy sync does not need it
-        "LIMITER_BACKEND": redis_url if has_redis_backend else "memory://",
-        "RATELIMIT_ADMIN_TOKEN": TOKEN,
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.admin.sync_node:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, deadline: float) -> None:
-    while True:  # bounded readiness poll
-        try:
-            if httpx.get(url + "/admin/health", headers=AUTH, timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"node {url} did not start: {log_path.read_text()[-2000:]}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def nodes(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    started = [_start_node(redis_url, tmp_path / f"node-{name}.log") for name in "ab"]
-    try:
-        deadline = time.monotonic() + 20
-        for (proc, url), name in zip(started, "ab"):
-            _wait_ready(proc, url, tmp_path / f"node-{name}.log", deadline)
-        yield started[0][1], started[1][1]
-    finally:
-        for proc, _ in started:
-            proc.terminate()
-        for proc, _ in started:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    env = {
+        "SYNC_REDIS_URL": redis_url,
+        "LIMITER_BACKEND": redis_url,  # the limiter shares Redis too
+        "RATELIMIT_ADMIN_TOKEN": TOKEN,
+    }
+    argv = ["uvicorn", "tests.admin.sync_node:app", "--host", "127.0.0.1", "--port", "{port}",
+            "--log-level", "warning"]
+    specs = [(argv, tmp_path / f"node-{name}.log", env) for name in "ab"]
+
+    def ready(url: str) -> bool:
+        return httpx.get(url + "/admin/health", headers=AUTH, timeout=0.5).status_code == 200
+
+    with http_servers(specs, ready=ready) as (a, b):
+        yield a.url, b.url
 
 
 def _limit_on(http: httpx.Client, url: str) -> str:

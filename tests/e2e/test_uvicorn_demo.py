@@ -2,60 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.http_servers import http_server
+
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below; a file, not a pipe: a chatty server can never block on it
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN}
-    env.pop("REDIS_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=0.5)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = log_path.read_text(errors="replace")
-                    pytest.fail(f"uvicorn did not start: {out[-2000:]}")
-                time.sleep(0.05)
+    argv = ["uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1", "--port", "{port}",
+            "--log-level", "warning"]
+    env = {"RATELIMIT_ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": "memory://"}
+    with http_server(argv, log_path, env, ready_path="/health") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.slow

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,14 +10,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.http_servers import http_server
+
 WORK, TIGHT = 120, 30
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -31,52 +21,11 @@ def gunicorn_url(tmp_path: Path) -> Iterator[str]:
     metrics_dir.mkdir()
     config = tmp_path / "gunicorn_conf.py"
     config.write_text("from ratelimit_mw.metrics import gunicorn_child_exit as child_exit\n")
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    log = (tmp_path / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(config),
-            "--workers",
-            "2",
-            "--worker-class",
-            "sync",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "tests.observability.gunicorn_app:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    try:
-        while True:  # bounded readiness poll
-            try:
-                if httpx.get(url + "/metrics", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start: {(tmp_path / 'gunicorn.log').read_text()[-2000:]}")
-            time.sleep(0.05)
+    argv = ["gunicorn", "-c", str(config), "--workers", "2", "--worker-class", "sync",
+            "--bind", "127.0.0.1:{port}", "--log-level", "warning", "tests.observability.gunicorn_app:app"]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with http_server(argv, tmp_path / "gunicorn.log", env, ready_path="/metrics") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.slow

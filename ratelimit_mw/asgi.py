@@ -19,8 +19,20 @@ from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["RateLimitMiddleware"]
 
 
+_NAMES: dict[str, bytes] = {}
+
+
+def _name(name: str) -> bytes:
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        if len(_NAMES) > 256:  # bounded: header names come from configuration
+            _NAMES.clear()
+        encoded = _NAMES[name] = name.lower().encode("latin-1")
+    return encoded
+
+
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return [(_NAMES.get(k) or _name(k), v.encode("latin-1")) for k, v in headers]
 
 
 class RateLimitMiddleware:

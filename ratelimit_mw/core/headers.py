@@ -69,7 +69,7 @@ class HeaderRenderer:
         reset: ``"delta"`` (seconds from now) or ``"epoch"`` (Unix time) for X-RateLimit-Reset.
     """
 
-    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_n", "_policy_value", "_draft_policy")
+    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_n", "_policy_value", "_draft_policy", "_quoted")
 
     def __init__(
         self,
@@ -100,6 +100,7 @@ class HeaderRenderer:
             f"{sf_string(r.name)};q={r.capacity};w={r.window}" for r in rules
         )
         self._draft_policy = ", ".join(f"{r.capacity};w={r.window}" for r in rules)
+        self._quoted = {r.name: sf_string(r.name) for r in rules}  # not per request
 
     @property
     def policy_value(self) -> str:
@@ -110,21 +111,25 @@ class HeaderRenderer:
         """Header pairs for ``decision``; ``wall_now`` is needed only for epoch resets."""
         n = self._n
         out: list[tuple[str, str]] = []
-        reset = _whole(decision.reset_after)
+        reset_after = decision.reset_after
+        reset = _ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0
+        remaining = str(decision.remaining)
+        reset_text = str(reset)
         if self._x:
             out.append((n["limit"], str(decision.limit)))
-            out.append((n["remaining"], str(decision.remaining)))
-            out.append((n["reset"], str(_ceil(wall_now + decision.reset_after) if self._epoch else reset)))
+            out.append((n["remaining"], remaining))
+            out.append((n["reset"], str(_ceil(wall_now + reset_after)) if self._epoch else reset_text))
         if self._ietf:
             if self._policy_value:
                 out.append((n["policy"], self._policy_value))
             rule = decision.rule
             if rule is not None:
-                out.append((n["ratelimit"], f"{sf_string(rule.name)};r={decision.remaining};t={reset}"))
+                name = self._quoted.get(rule.name) or sf_string(rule.name)
+                out.append((n["ratelimit"], f"{name};r={remaining};t={reset_text}"))
         if self._draft:
             out.append((n["draft_limit"], str(decision.limit)))
-            out.append((n["draft_remaining"], str(decision.remaining)))
-            out.append((n["draft_reset"], str(reset)))
+            out.append((n["draft_remaining"], remaining))
+            out.append((n["draft_reset"], reset_text))
             if not self._ietf and self._draft_policy:
                 out.append((n["policy"], self._draft_policy))
         if not decision.allowed:

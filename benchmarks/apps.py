@@ -1,0 +1,126 @@
+"""The apps under test: one tiny endpoint, bare, with ratelimit_mw, and with each peer.
+
+Every variant serves ``GET /resource`` (plain text ``ok``) and ``GET /health``; the
+client key is the ``X-API-Key`` header for ours and the peers alike. ``ALLOW`` is a
+limit nobody reaches (so the allowed path is measured), ``DENY`` one that the first
+request exhausts (so the 429 path is measured). Ours gets a bucket so deep it
+never empties during a run (``ALLOW``), so states are real, stored with real
+TTLs; the fixed-window peers get a count nobody reaches (``PEER_ALLOW``).
+
+Peers are configured the way their docs show: slowapi with its decorator and
+exception handler, flask-limiter with its decorator. Neither emits rate-limit
+headers by default; ours emits the ``x-ratelimit`` and ``ietf`` families (5 headers).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = [
+    "ALLOW",
+    "DENY",
+    "PEER_ALLOW",
+    "flask_app",
+    "policies",
+    "starlette_app",
+]
+
+ALLOW = "10/second; burst=1000000000"
+PEER_ALLOW = "1000000000/second"
+DENY = "1/hour"
+
+
+def policies(limit: str, *, key: str = "header:X-API-Key") -> str:
+    """A policy file limiting ``GET /resource`` by ``limit`` per ``key``; ``/health`` exempt."""
+    return (
+        "version: 1\n"
+        f"defaults: {{key: '{key}', headers: [x-ratelimit, ietf]}}\n"
+        "routes:\n"
+        "  - {match: /health, exempt: true}\n"
+        f"  - {{match: 'GET /resource', limits: ['{limit}']}}\n"
+    )
+
+
+def _api_key_from(request: Any) -> str:
+    return str(request.headers.get("x-api-key", "anonymous"))
+
+
+def starlette_app(variant: str, *, deny: bool = False, storage: str = "memory://") -> Any:
+    """``bare``, ``ours`` (RateLimitMiddleware on ``storage``) or ``slowapi``."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    limit = DENY if deny else ALLOW if variant == "ours" else PEER_ALLOW
+
+    async def health(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    if variant == "slowapi":
+        from slowapi import Limiter, _rate_limit_exceeded_handler
+        from slowapi.errors import RateLimitExceeded
+
+        limiter = Limiter(key_func=_api_key_from, storage_uri=storage)
+
+        @limiter.limit(limit)
+        async def limited(request: Request) -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        app = Starlette(routes=[Route("/resource", limited), Route("/health", health)])
+        app.state.limiter = limiter
+        app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+        return app
+
+    async def resource(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/resource", resource), Route("/health", health)])
+    if variant == "ours":
+        from ratelimit_mw import RateLimitMiddleware
+
+        app.add_middleware(RateLimitMiddleware,  # type: ignore[arg-type]  # see benchmarks/README.md
+                           policies=policies(limit), backend=storage)
+    elif variant != "bare":
+        raise ValueError(f"unknown Starlette variant {variant!r}")
+    return app
+
+
+def flask_app(variant: str, *, deny: bool = False, storage: str = "memory://") -> Any:
+    """``bare``, ``ours`` (WSGIRateLimitMiddleware) or ``flask-limiter``."""
+    from flask import Flask, request
+
+    app = Flask("bench")
+    limit = DENY if deny else ALLOW if variant == "ours" else PEER_ALLOW
+
+    if variant == "flask-limiter":
+        from flask_limiter import Limiter
+
+        limiter = Limiter(lambda: request.headers.get("X-API-Key", "anonymous"), app=app, storage_uri=storage)
+
+        @app.get("/resource")
+        @limiter.limit(limit)
+        def limited() -> str:
+            return "ok"
+
+        return app
+
+    @app.get("/resource")
+    def resource() -> str:
+        return "ok"
+
+    if variant == "ours":
+        from ratelimit_mw import WSGIRateLimitMiddleware
+
+        app.wsgi_app = WSGIRateLimitMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, policies=policies(limit), backend=storage
+        )
+    elif variant != "bare":
+        raise ValueError(f"unknown Flask variant {variant!r}")
+    return app
+
+
+def from_env() -> Any:
+    """The uvicorn target: ``BENCH_APP`` = ``bare`` | ``ours`` | ``slowapi``, ``BENCH_STORAGE`` = URL."""
+    return starlette_app(os.environ["BENCH_APP"], storage=os.environ.get("BENCH_STORAGE", "memory://"))

@@ -1,0 +1,282 @@
+"""Where the time goes in OUR code: a sampling profile of one benchmark subject.
+
+Usage::
+
+    .venv/bin/python -m benchmarks.profile SUBJECT [--seconds 3] [--tree]
+
+Subjects: ``inmem`` (Limiter.check, memory, 12,000 keys), ``asgi`` (Starlette +
+RateLimitMiddleware in-process, allowed), ``wsgi`` (Flask + WSGIRateLimitMiddleware),
+``redis-sync`` (Limiter.check on Redis), ``redis-async`` (64 concurrent acheck on
+Redis), ``asgi-redis`` (the ASGI app on Redis, 32 requests in flight: what uvicorn
+runs in target 6), ``asgi-parts`` (no profiler: the middleware's parts costed in
+situ by stubbing them out). Prints the share of samples by package (ratelimit_mw, redis,
+starlette, asyncio...), then OUR functions by self time and by total time, as a
+share of everything the subject did. Uses pyinstrument (sampling, 1 ms), so the
+shares are not inflated by per-call profiler overhead as cProfile's are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.apps import ALLOW, starlette_app
+from benchmarks.asgi_driver import http_scope
+from benchmarks.servers import start_redis
+
+__all__ = ["main"]
+
+_PKG = os.sep + "ratelimit_mw" + os.sep
+
+
+def _bucket(path: str) -> str:
+    if _PKG in path and "site-packages" not in path:
+        return "ratelimit_mw"
+    for name in ("redis", "starlette", "flask", "werkzeug", "asyncio", "hiredis", "structlog", "benchmarks"):
+        if f"{os.sep}{name}{os.sep}" in path:
+            return name
+    return "other (stdlib, builtins)"
+
+
+def _walk(frame: Any, self_by: dict[str, float], total_by: dict[str, float], buckets: dict[str, float],
+          stack: tuple[str, ...] = ()) -> None:
+    path = frame.file_path or ""
+    label = f"{frame.function} ({os.path.relpath(path) if path.startswith(os.getcwd()) else os.path.basename(path)}" \
+            f":{frame.line_no})"
+    ours = _PKG in path and "site-packages" not in path
+    # self time: this frame's time minus its real children and its time spent awaiting
+    own = frame.time
+    for child in frame.children:
+        if child.identifier != "[self]":
+            own -= child.time
+        if child.identifier in ("[await]", "[out-of-context]"):
+            buckets["waiting (await: I/O, event loop idle)"] += child.time
+    buckets[_bucket(path)] += own
+    if ours:
+        self_by[label] += own
+        if label not in stack:  # count a recursive function's total once
+            total_by[label] += frame.time
+    for child in frame.children:
+        if not child.is_synthetic:
+            _walk(child, self_by, total_by, buckets, (*stack, label) if ours else stack)
+
+
+def _report(session: Any, top: int, tree: bool) -> None:
+    root = session.root_frame()
+    if root is None:
+        print("no samples")
+        return
+    total = root.time
+    self_by: dict[str, float] = defaultdict(float)
+    total_by: dict[str, float] = defaultdict(float)
+    buckets: dict[str, float] = defaultdict(float)
+    _walk(root, self_by, total_by, buckets)
+    print(f"{total:.2f} s sampled")
+    print("\nshare by package (self time):")
+    for name, seconds in sorted(buckets.items(), key=lambda kv: -kv[1]):
+        print(f"  {seconds / total:6.1%}  {name}")
+    print(f"\nratelimit_mw functions by SELF time (top {top}):")
+    for label, seconds in sorted(self_by.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {seconds / total:6.1%}  {label}")
+    print(f"\nratelimit_mw functions by TOTAL time, callees included (top {top}):")
+    for label, seconds in sorted(total_by.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {seconds / total:6.1%}  {label}")
+    if tree:
+        from pyinstrument.renderers import ConsoleRenderer
+
+        print(ConsoleRenderer(unicode=False, color=False, show_all=False).render(session))
+
+
+def _loop_sync(call: Callable[[int], Any], seconds: float, profiler: Any) -> Callable[[], None]:
+    import time
+
+    def spin(until: float, i: int = 0) -> int:
+        while time.perf_counter() < until:
+            for _ in range(200):
+                call(i)
+                i += 1
+        return i
+
+    def run() -> None:
+        i = spin(time.perf_counter() + 0.3)  # warm-up: connections, scripts, caches
+        profiler.start()
+        spin(time.perf_counter() + seconds, i)
+        profiler.stop()
+
+    return run
+
+
+def _subject(name: str, seconds: float, redis_url: str | None, profiler: Any) -> Callable[[], None]:
+    """A callable that warms the subject up, then runs it for ``seconds`` under ``profiler``."""
+    import time
+
+    from ratelimit_mw import Limiter
+
+    if name == "inmem":
+        limiter = Limiter("memory://")
+        quota = limiter.quota(ALLOW, scope="bench")
+        keys = [f"client-{i}" for i in range(12_000)]
+        return _loop_sync(lambda i: limiter.check(keys[i % 12_000], quota), seconds, profiler)
+    if name == "redis-sync":
+        limiter = Limiter(redis_url)
+        quota = limiter.quota(ALLOW, scope="bench")
+        return _loop_sync(lambda i: limiter.check(f"client-{i % 1000}", quota), seconds, profiler)
+    if name == "wsgi":
+        from benchmarks.apps import flask_app
+        from benchmarks.sections.wsgi import _call, _environ
+
+        app = flask_app("ours")
+        template = _environ()
+        return _loop_sync(lambda i: _call(app, template), seconds, profiler)
+    if name not in ("asgi", "asgi-redis", "redis-async"):
+        raise SystemExit(f"unknown subject {name!r}")
+    concurrency = {"asgi": 1, "asgi-redis": 32, "redis-async": 64}[name]
+    degraded = [0]
+
+    async def main() -> None:
+        if name == "redis-async":
+            limiter = Limiter(redis_url)
+            quota = limiter.quota(ALLOW, scope="bench")
+
+            async def one(i: int) -> None:
+                if (await limiter.acheck(f"client-{i % 1000}", quota)).degraded:
+                    degraded[0] += 1
+        else:
+            app = starlette_app("ours", storage=redis_url or "memory://")
+            body = {"type": "http.request", "body": b"", "more_body": False}
+            scopes = [http_scope(api_key=f"client-{i}") for i in range(1000)]
+
+            async def receive() -> dict[str, Any]:
+                return body
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start" and not any(
+                        k == b"x-ratelimit-remaining" for k, _ in message["headers"]):
+                    degraded[0] += 1
+
+            async def one(i: int) -> None:
+                await app(dict(scopes[i % 1000], state={}), receive, send)
+
+        async def worker(offset: int, width: int, until: float) -> None:
+            i = offset
+            while time.perf_counter() < until:
+                await one(i)
+                i += width
+
+        # warm-up, ramping the concurrency up so the connection pool grows gradually
+        for width in sorted({1, min(8, concurrency), concurrency}):
+            until = time.perf_counter() + 0.3
+            await asyncio.gather(*(worker(w, width, until) for w in range(width)))
+        degraded[0] = 0
+        profiler.start()
+        until = time.perf_counter() + seconds
+        await asyncio.gather(*(worker(w, concurrency, until) for w in range(concurrency)))
+        profiler.stop()
+        if degraded[0]:
+            print(f"WARNING: {degraded[0]} checks decided without the backend during the profile")
+
+    return lambda: asyncio.run(main())
+
+
+def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
+    """The middleware's cost in situ, by difference: the same app with parts of it stubbed out.
+
+    No profiler overhead: each variant is timed like the ``asgi`` section, and the
+    differences of the medians are the parts' costs inside a real request.
+    """
+    import statistics
+
+    from benchmarks.asgi_driver import run_requests
+    from ratelimit_mw.requestview import ASGIRequest
+
+    loop = asyncio.new_event_loop()
+    scopes = [http_scope()] * count
+
+    def engine_of(app: Any) -> Any:
+        run_requests(app, scopes[:1], loop)
+        layer = app.middleware_stack
+        while not hasattr(layer, "engine"):
+            layer = layer.app
+        return layer.engine
+
+    fixed = starlette_app("ours")
+    engine = engine_of(fixed)
+    verdict = engine.decide(ASGIRequest(scopes[0]))
+
+    async def fixed_verdict(request: Any) -> Any:
+        return verdict
+
+    engine.adecide = fixed_verdict
+    passthrough = starlette_app("ours")
+
+    async def no_verdict(request: Any) -> Any:
+        return None
+
+    engine_of(passthrough).adecide = no_verdict
+    variants = {
+        "bare Starlette": starlette_app("bare"),
+        "ours": starlette_app("ours"),
+        "ours, Engine.adecide replaced by a fixed Verdict": fixed,
+        "ours, Engine.adecide returns None (pass-through)": passthrough,
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for app in variants.values():
+        run_requests(app, scopes[:500], loop)
+    for _ in range(repeats):
+        for name, app in variants.items():
+            times[name].append(run_requests(app, scopes, loop) / count * 1e6)
+    med = {name: statistics.median(values) for name, values in times.items()}
+    print("== in-situ cost of the middleware's parts (us per request, medians)")
+    for name, value in med.items():
+        print(f"  {value:7.2f}  {name}")
+    bare = med["bare Starlette"]
+    print(f"  {med['ours'] - bare:7.2f}  added by the middleware in all")
+    print(f"  {med['ours'] - med['ours, Engine.adecide replaced by a fixed Verdict']:7.2f}  Engine.adecide "
+          "(route match, key, limiter check, header rendering)")
+    injected = med["ours, Engine.adecide replaced by a fixed Verdict"]
+    print(f"  {injected - med['ours, Engine.adecide returns None (pass-through)']:7.2f}  header encoding and "
+          "injection (_encode, send_with_headers)")
+    print(f"  {med['ours, Engine.adecide returns None (pass-through)'] - bare:7.2f}  the middleware layer itself "
+          "(ASGIRequest, call)")
+    print(f"  budget for target 2 (>= 80% of bare): {bare / 0.8 - bare:.2f} us added")
+    loop.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("subject", choices=["inmem", "asgi", "wsgi", "redis-sync", "redis-async", "asgi-redis",
+                                            "asgi-parts"])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--tree", action="store_true", help="also print pyinstrument's call tree")
+    args = parser.parse_args(argv)
+    if args.subject == "asgi-parts":
+        asgi_parts()
+        return 0
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("pip install pyinstrument", file=sys.stderr)
+        return 2
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=open(os.devnull, "w")))  # noqa: SIM115
+    redis = start_redis() if "redis" in args.subject else None
+    try:
+        profiler = Profiler(interval=0.001, async_mode="enabled")
+        _subject(args.subject, args.seconds, redis.url if redis else None, profiler)()
+        print(f"== profile: {args.subject}")
+        _report(profiler.last_session, args.top, args.tree)
+    finally:
+        if redis is not None:
+            redis.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
-from ratelimit_mw.backends.redis_lua import argv, decode_hit, decode_peek, min_ttl_ms, script
+from ratelimit_mw.backends.redis_lua import Script, argv, decode_hit, decode_peek, min_ttl_ms, script_for
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import BackendError, ConfigError
@@ -182,8 +182,7 @@ class RedisBackend(Backend, AsyncBackend):
 
     # -- the script --------------------------------------------------------------
 
-    def _run(self, client: Any, args: list[Any]) -> Any:
-        text = script()
+    def _run(self, client: Any, args: list[Any], text: Script) -> Any:
         try:
             try:
                 return client.execute_command("EVALSHA", text.sha, *args)
@@ -194,9 +193,8 @@ class RedisBackend(Backend, AsyncBackend):
         except _DRIVER_ERRORS as exc:
             raise _backend_error(exc) from exc
 
-    async def _arun(self, args: list[Any]) -> Any:
+    async def _arun(self, args: list[Any], text: Script) -> Any:
         client = await self._async_client()
-        text = script()
         try:
             try:
                 return await client.execute_command("EVALSHA", text.sha, *args)
@@ -209,11 +207,11 @@ class RedisBackend(Backend, AsyncBackend):
 
     def hit(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None) -> Decision:
         args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
-        return decode_hit(rules, self._run(self._sync_client(), args))
+        return decode_hit(rules, self._run(self._sync_client(), args, script_for(tuple(rules))))
 
     def peek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
-        return decode_peek(rules, self._run(self._sync_client(), args))
+        return decode_peek(rules, self._run(self._sync_client(), args, script_for(tuple(rules))))
 
     def reset(self, keys: Sequence[str]) -> None:
         if not keys:
@@ -242,11 +240,11 @@ class RedisBackend(Backend, AsyncBackend):
         self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None
     ) -> Decision:
         args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
-        return decode_hit(rules, await self._arun(args))
+        return decode_hit(rules, await self._arun(args, script_for(tuple(rules))))
 
     async def apeek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
-        return decode_peek(rules, await self._arun(args))
+        return decode_peek(rules, await self._arun(args, script_for(tuple(rules))))
 
     async def areset(self, keys: Sequence[str]) -> None:
         if not keys:

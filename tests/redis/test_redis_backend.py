@@ -541,3 +541,13 @@ def test_rule_of_unknown_algorithm_is_rejected_by_the_script(backend: RedisBacke
     object.__setattr__(rule, "algorithm", "nope")  # smuggled past Rule's own validation
     with pytest.raises(BackendError, match="unknown algorithm"):
         backend.hit(_keys(1), [rule], 1, None)
+
+
+def test_each_request_runs_a_script_with_only_its_algorithms() -> None:
+    from ratelimit_mw.backends.redis_lua import script_for
+
+    gcra_only = script_for((parse_rate("10/second"),)).text
+    assert "-- >>> gcra.lua" in gcra_only and "-- >>> sliding_log.lua" not in gcra_only
+    windows = script_for((parse_rate("10/second", "sliding_window"),)).text
+    assert "-- >>> fixed_window.lua" in windows  # shares the window helpers
+    assert script_for(tuple(ALL_RULES)).sha == script().sha

@@ -13,7 +13,7 @@ import redis.cluster
 
 from ratelimit_mw.backends.redis import RedisBackend
 from ratelimit_mw.backends.redis_connect import ClientFactory
-from ratelimit_mw.backends.redis_lua import script
+from ratelimit_mw.backends.redis_lua import script_for
 from ratelimit_mw.core.rates import parse_rate
 from ratelimit_mw.limiter import Limiter
 from tests.support.redis_servers import RedisCluster, RedisSentinel
@@ -110,7 +110,7 @@ def test_cluster_script_flush_on_every_master_reloads(redis_cluster: RedisCluste
         await backend.aclose()
 
     asyncio.run(main())
-    cached = [m.command("SCRIPT", "EXISTS", script().sha) for m in redis_cluster.masters]
+    cached = [m.command("SCRIPT", "EXISTS", script_for(tuple(rule)).sha) for m in redis_cluster.masters]
     assert cached.count([1]) == 1  # reloaded on the node that owns the key, by EVAL
     backend.close()
 

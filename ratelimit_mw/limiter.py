@@ -165,7 +165,6 @@ class Limiter:
         self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
         self.on_backend_error = on_backend_error
         self._hash = KeyHasher(key_secret)
-        self._hash_cache = self._hash.cache  # read directly on the hot path
         self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
         self._asleep = asleep or getattr(clock, "asleep", None) or asyncio.sleep
         self._fallback: MemoryBackend | None = None
@@ -191,7 +190,12 @@ class Limiter:
         return _make_quota(tuple(_to_rule(x) for x in limits), scope)
 
     def hash_key(self, key: str) -> str:
-        """The keyed hash under which ``key`` is stored and logged."""
+        """The keyed BLAKE2b hash under which ``key`` is stored in Redis and logged.
+
+        The in-process memory backend keys its tables with Python's ``hash()`` instead:
+        SipHash keyed with a random per-process secret, never stored or shown outside
+        this process, and cheaper than BLAKE2b (see README, Design).
+        """
         return self._hash(key)
 
     def storage_keys(self, key: str, quota: Quota) -> list[str]:
@@ -271,8 +275,7 @@ class Limiter:
         """
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
         if self._local:
-            client = self._hash_cache.get(key) or self._hash(key)
-            return self._memory.hit_client(client, quota, cost, self._clock())
+            return self._memory.hit_client(hash(key), quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
         if self._occ:
@@ -305,8 +308,7 @@ class Limiter:
         """Async :meth:`check`; never blocks the event loop on a remote backend."""
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
         if self._local:
-            client = self._hash_cache.get(key) or self._hash(key)
-            return self._memory.hit_client(client, quota, cost, self._clock())
+            return self._memory.hit_client(hash(key), quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
         if self._occ:
@@ -348,7 +350,7 @@ class Limiter:
         request of cost 1 would pass (``allowed``, ``retry_after``)."""
         quota = self.quota(limits, scope)
         if self._local:
-            return self._memory.peek_client(self._hash(key), quota, self._clock())
+            return self._memory.peek_client(hash(key), quota, self._clock())
         backend = self.backend
         if not isinstance(backend, Backend) or not getattr(backend, "supports_sync", True):
             raise ConfigError("this backend is async-only: use apeek()")
@@ -359,7 +361,7 @@ class Limiter:
         """Async :meth:`peek`."""
         quota = self.quota(limits, scope)
         if self._local:
-            return self._memory.peek_client(self._hash(key), quota, self._clock())
+            return self._memory.peek_client(hash(key), quota, self._clock())
         backend = self.backend
         if not isinstance(backend, AsyncBackend) or not getattr(backend, "supports_async", True):
             raise ConfigError("this backend is sync-only: use peek()")
@@ -373,7 +375,7 @@ class Limiter:
         """Make ``key``'s quota whole again for these limits."""
         quota = self.quota(limits, scope)
         if self._local:
-            self._memory.reset_client(self._hash(key), quota)
+            self._memory.reset_client(hash(key), quota)
             return
         keys = self.storage_keys(key, quota)
         for k in keys:
@@ -387,7 +389,7 @@ class Limiter:
         """Async :meth:`reset`."""
         quota = self.quota(limits, scope)
         if self._local:
-            self._memory.reset_client(self._hash(key), quota)
+            self._memory.reset_client(hash(key), quota)
             return
         keys = self.storage_keys(key, quota)
         for k in keys:

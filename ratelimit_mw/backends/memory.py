@@ -1,7 +1,8 @@
 """In-process state: one dict per (scope, rule), guarded by one lock, bounded in size.
 
 Safe from threads (WSGI servers) and from asyncio tasks (the critical section never
-awaits). Each table maps a client key hash to the algorithm state *only*: the time
+awaits). Each table maps a client key (the Limiter passes Python's per-process keyed
+``hash()`` of it, a small int) to the algorithm state *only*: the time
 a state becomes indistinguishable from fresh is derived from the state itself
 (:data:`~ratelimit_mw.core.algorithms.EXPIRY_FUNCTIONS`), and the algorithms treat
 a stale state exactly like a missing one, so reads never need an expiry check.
@@ -17,7 +18,7 @@ client's usage; it never admits anyone the cap did not concern.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
@@ -44,7 +45,7 @@ class _Table:
         self.rule = rule
         self.step: Callable[[Any, float, Rule, int], StepTuple] = ALGORITHM_FUNCTIONS[rule.algorithm]
         self.expiry = EXPIRY_FUNCTIONS[rule.algorithm]
-        self.states: dict[str, Any] = {}
+        self.states: dict[Hashable, Any] = {}
         self.denied = (rule.name,)
 
 
@@ -85,7 +86,7 @@ class MemoryBackend(Backend, AsyncBackend):
             table = self._tables[table_id] = _Table(rule)
         return table
 
-    def _insert(self, table: _Table, client: str, state: Any, now: float) -> None:
+    def _insert(self, table: _Table, client: Hashable, state: Any, now: float) -> None:
         states = table.states
         if client not in states:
             if self._size >= self.max_keys:
@@ -125,7 +126,7 @@ class MemoryBackend(Backend, AsyncBackend):
             if excess <= 0:
                 return
 
-    def _run(self, tables: Sequence[_Table], client_keys: Sequence[str], cost: int, now: float) -> Decision:
+    def _run(self, tables: Sequence[_Table], client_keys: Sequence[Hashable], cost: int, now: float) -> Decision:
         """The atomic section: evaluate every rule, store all states or none."""
         if now >= self._next_sweep:
             self._sweep(now)
@@ -148,7 +149,7 @@ class MemoryBackend(Backend, AsyncBackend):
 
     # -- fast path used by the Limiter: tables per (scope, rule), keyed by client hash ------
 
-    def hit_client(self, client: str, quota: Quota, cost: int, now: float) -> Decision:
+    def hit_client(self, client: Hashable, quota: Quota, cost: int, now: float) -> Decision:
         """:meth:`hit` for a hashed client and a prepared quota, without building keys.
 
         The single-rule case (most routes) is written out in full: it is the hot path.
@@ -181,13 +182,13 @@ class MemoryBackend(Backend, AsyncBackend):
             tables = [self._table(slot, rule) for slot, rule in zip(slots, quota.rules)]
             return self._run(tables, [client] * len(tables), cost, now)
 
-    def peek_client(self, client: str, quota: Quota, now: float) -> Decision:
+    def peek_client(self, client: Hashable, quota: Quota, now: float) -> Decision:
         """:meth:`peek` for a hashed client and a prepared quota."""
         with self._lock:
             tables = [self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules)]
             return inspect(quota.rules, [t.states.get(client) for t in tables], now)
 
-    def reset_client(self, client: str, quota: Quota) -> None:
+    def reset_client(self, client: Hashable, quota: Quota) -> None:
         """:meth:`reset` for a hashed client and a prepared quota."""
         with self._lock:
             for slot in quota.slots:

@@ -389,8 +389,10 @@ def test_keys_expire_when_states_are_fresh_again(backend: RedisBackend, client: 
     ]
     keys = _keys(len(fast))
     assert backend.hit(keys, fast, 1, None).allowed
-    assert client.exists(*keys) == len(fast)
-    assert all(client.pttl(k) > 0 for k in keys)
+    # window keys written near a 0.1 s window edge may already be gone (-2); a key
+    # without a TTL (-1) would fail. The bucket keys live a full 100 ms.
+    assert all(ttl == -2 or ttl > 0 for ttl in (client.pttl(k) for k in keys))
+    assert client.exists(*keys[:3]) == 3
     deadline = time.monotonic() + 2.0
     while client.exists(*keys) and time.monotonic() < deadline:
         time.sleep(0.05)

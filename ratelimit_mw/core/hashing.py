@@ -27,7 +27,7 @@ class KeyHasher:
         secret: BLAKE2b key; ``None`` reads ``RATELIMIT_KEY_SECRET`` or uses the default.
     """
 
-    __slots__ = ("_base", "_cache_size", "cache")
+    __slots__ = ("_base", "_cache", "_cache_size")
 
     def __init__(self, secret: bytes | str | None = None, *, cache_size: int = 8192) -> None:
         if secret is None:
@@ -41,18 +41,17 @@ class KeyHasher:
         # BLAKE2b costs ~1 us in CPython; active clients repeat, so a bounded cache
         # of recent keys makes the common case a dict lookup. It lives only in this
         # process's memory, where the raw key already passed with the request.
-        # Public so the limiter can read it inline (the hot path saves a call).
-        self.cache: dict[str, str] = {}
+        self._cache: dict[str, str] = {}
         self._cache_size = cache_size
 
     def __call__(self, key: str) -> str:
-        cached = self.cache.get(key)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         h = self._base.copy()
         h.update(key.encode("utf-8", "surrogatepass"))
         token = b2a_base64(h.digest(), newline=False).decode("ascii").replace("+", "-").replace("/", "_")
-        cache = self.cache
+        cache = self._cache
         if len(cache) >= self._cache_size:
             cache.clear()  # cheap, amortised; hot keys come straight back
         cache[key] = token

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -46,7 +45,6 @@ routes:
     limits: ["ten per minute"]
 """
 
-HAS_REDIS_BACKEND = importlib.util.find_spec("ratelimit_mw.backends.redis") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +233,6 @@ def test_usage_requires_its_options(capsys: pytest.CaptureFixture[str], policies
 
 
 @pytest.mark.redis
-@pytest.mark.skipif(not HAS_REDIS_BACKEND, reason="ratelimit_mw.backends.redis is not there yet")
 def test_usage_with_an_unreachable_backend(capsys: pytest.CaptureFixture[str], policies: Path) -> None:
     code, _, err = run(
         capsys,
@@ -252,7 +249,6 @@ def test_usage_with_an_unreachable_backend(capsys: pytest.CaptureFixture[str], p
 
 
 @pytest.mark.redis
-@pytest.mark.skipif(not HAS_REDIS_BACKEND, reason="ratelimit_mw.backends.redis is not there yet")
 def test_usage_reads_what_a_server_consumed(capsys: pytest.CaptureFixture[str], policies: Path, redis_url: str) -> None:
     from ratelimit_mw.limiter import Limiter
     from ratelimit_mw.policy.loader import load_policies

@@ -33,8 +33,17 @@ import redis.cluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
+from ratelimit_mw.backends.redis_batch import CheckCoalescer
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
-from ratelimit_mw.backends.redis_lua import Script, argv, decode_hit, decode_peek, min_ttl_ms, script_for
+from ratelimit_mw.backends.redis_lua import (
+    Script,
+    argv,
+    check_args,
+    decode_hit,
+    decode_peek,
+    min_ttl_ms,
+    script_for,
+)
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import BackendError, ConfigError
@@ -74,6 +83,9 @@ class RedisBackend(Backend, AsyncBackend):
             ``now`` from a clock that runs slower than the server's (a FakeClock
             in tests), so the server does not forget a state the caller's clock
             still considers live.
+        coalesce: send the async checks that overlap on one event loop together,
+            in one round trip per batch (see :mod:`ratelimit_mw.backends.redis_batch`;
+            the decisions are the same). ``False``: one round trip per check.
         **options: redis-py client options for URL specs (``socket_timeout`` and
             ``socket_connect_timeout`` default to 0.05 s; ``max_connections``,
             ``ssl_*``, ``decode_responses``...). Not accepted with a client object.
@@ -84,9 +96,15 @@ class RedisBackend(Backend, AsyncBackend):
 
     has_clock = True
 
-    def __init__(self, spec: Any, *, prefix: str = "rl", min_ttl: float = 0.0, **options: Any) -> None:
+    def __init__(
+        self, spec: Any, *, prefix: str = "rl", min_ttl: float = 0.0, coalesce: bool = True, **options: Any
+    ) -> None:
         self.prefix = prefix
         self._min_ttl_ms = min_ttl_ms(min_ttl)
+        self.coalesce = coalesce
+        self._coalescer: CheckCoalescer | None = None
+        self._coalescer_loop: asyncio.AbstractEventLoop | None = None
+        self._plans: dict[int, tuple[tuple[Rule, ...], Script, tuple[Any, ...]]] = {}
         self._factory: ClientFactory | None = None
         self._client: Any = None
         self._aclient: Any = None
@@ -239,8 +257,39 @@ class RedisBackend(Backend, AsyncBackend):
     async def ahit(
         self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None
     ) -> Decision:
-        args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
-        return decode_hit(rules, await self._arun(args, script_for(tuple(rules))))
+        rule_tuple = rules if type(rules) is tuple else tuple(rules)
+        if not self.coalesce:
+            args = argv("hit", keys, rule_tuple, cost, now, self._min_ttl_ms)
+            return decode_hit(rule_tuple, await self._arun(args, script_for(rule_tuple)))
+        coalescer = self._coalescer
+        if coalescer is None or self._coalescer_loop is not asyncio.get_running_loop():
+            coalescer = await self._new_coalescer()
+        plan = self._plans.get(id(rule_tuple))
+        if plan is None or plan[0] is not rule_tuple:
+            plan = self._plan(rule_tuple)
+        if now is None and cost == 1 and len(keys) == len(rule_tuple):
+            tail = plan[2]  # the common case: server time, cost 1
+        else:
+            tail = tuple(check_args("hit", keys, rule_tuple, cost, now, self._min_ttl_ms))
+        return decode_hit(rule_tuple, await coalescer.submit(keys, tail, plan[1]))
+
+    def _plan(self, rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], Script, tuple[Any, ...]]:
+        """What every check of ``rules`` reuses: the script, and the check's ARGV for
+        server time and cost 1, built once (keyed by the tuple's identity: a route's
+        Quota holds the same tuple for its lifetime, and the entry keeps it alive)."""
+        if len(self._plans) >= 1024:
+            self._plans.clear()
+        plan = (rules, script_for(rules), tuple(check_args("hit", [""] * len(rules), rules, 1, None, self._min_ttl_ms)))
+        self._plans[id(rules)] = plan
+        return plan
+
+    async def _new_coalescer(self) -> CheckCoalescer:
+        """The coalescer of the running loop (a loop's checks share its connections)."""
+        client = await self._async_client()
+        cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._coalescer = CheckCoalescer(self._arun, cluster=cluster)
+        self._coalescer_loop = asyncio.get_running_loop()
+        return self._coalescer
 
     async def apeek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
@@ -257,6 +306,7 @@ class RedisBackend(Backend, AsyncBackend):
 
     async def aclose(self) -> None:
         """Close the clients this backend created (async, and sync if any)."""
+        self._coalescer = self._coalescer_loop = None
         if self._owns_clients:
             client, self._aclient, self._aclient_loop = self._aclient, None, None
             helpers, self._ahelpers = self._ahelpers, []

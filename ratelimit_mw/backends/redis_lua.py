@@ -32,7 +32,8 @@ from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import BackendError, ConfigError
 
 __all__ = [
-    "LUA_FILES", "Script", "argv", "decode_hit", "decode_peek", "min_ttl_ms", "rule_args", "script", "script_for",
+    "LUA_FILES", "Script", "argv", "check_args", "decode_hit", "decode_peek", "min_ttl_ms", "rule_args", "script",
+    "script_for", "script_for_batch",
 ]
 
 #: Concatenation order: helpers, the algorithm mirrors, then the dispatcher.
@@ -57,13 +58,15 @@ class Script:
     Attributes:
         text: the concatenated Lua source.
         sha: hex SHA1 of ``text``, computed locally; Redis computes the same.
+        algorithms: the algorithms it holds (``None``: all of them).
     """
 
-    __slots__ = ("sha", "text")
+    __slots__ = ("algorithms", "sha", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, algorithms: frozenset[str] | None = None) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
+        self.algorithms = algorithms
 
 
 #: Lua files each algorithm needs besides state.lua and check.lua.
@@ -94,13 +97,27 @@ def script(algorithms: frozenset[str] | None = None) -> Script:
     """
     wanted = set(LUA_FILES[1:-1]) if algorithms is None else {f for a in algorithms for f in _NEEDS.get(a, ())}
     names = ["state.lua", *(f for f in LUA_FILES[1:-1] if f in wanted), "check.lua"]
-    return Script("\n".join(_source(name) for name in names))
+    return Script("\n".join(_source(name) for name in names), algorithms)
 
 
 @lru_cache(maxsize=256)
 def script_for(rules: tuple[Rule, ...]) -> Script:
     """The script for one tuple of rules (cached: routes reuse their rule tuples)."""
     return script(frozenset(rule.algorithm for rule in rules))
+
+
+def script_for_batch(scripts: Sequence[Script]) -> Script:
+    """One script holding the algorithms of every check in a batch.
+
+    Usually every check of a batch names the same script (the routes share their
+    algorithms), and that script is returned as it is.
+    """
+    first = scripts[0]
+    if all(s is first for s in scripts):
+        return first
+    if any(s.algorithms is None for s in scripts):
+        return script(None)
+    return script(frozenset().union(*(s.algorithms or () for s in scripts)))
 
 
 def _params(rule: Rule) -> tuple[float | int, float | int]:
@@ -136,16 +153,26 @@ def argv(
     min_ttl_ms: str,
 ) -> list[Any]:
     """``numkeys, *KEYS, *ARGV`` for the script (see ``lua/check.lua``)."""
+    tail = check_args(mode, keys, rules, cost, now, min_ttl_ms)
+    return [tail[0], *keys, *tail[1:]]
+
+
+def check_args(
+    mode: str,
+    keys: Sequence[str],
+    rules: Sequence[Rule],
+    cost: int,
+    now: float | None,
+    min_ttl_ms: str,
+) -> list[Any]:
+    """One check's ``ARGV`` headed by its number of keys: its part of a batch."""
     n = len(keys)
     if n != len(rules) or not n:
         raise ConfigError(f"need one storage key per rule, got {n} keys for {len(rules)} rules")
     if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
         raise ConfigError(f"cost must be a whole number >= 0, got {cost!r}")
     rule_tuple = rules if type(rules) is tuple else tuple(rules)
-    return [
-        n, *keys, mode, "" if now is None else repr(float(now)), str(cost), min_ttl_ms,
-        *rule_args(rule_tuple),
-    ]
+    return [n, mode, "" if now is None else repr(float(now)), str(cost), min_ttl_ms, *rule_args(rule_tuple)]
 
 
 def min_ttl_ms(min_ttl: float) -> str:
@@ -173,9 +200,23 @@ def _check(reply: Any, expected: int) -> None:
         raise BackendError(f"unexpected reply from the rate-limit script: {reply!r:.200}")
 
 
+_new = tuple.__new__
+
+
 def decode_hit(rules: Sequence[Rule], reply: Any) -> Decision:
-    """Turn the script's per-rule values into a Decision via ``combine``."""
+    """Turn the script's per-rule values into a Decision via ``combine``.
+
+    One rule (the common case) builds the Decision ``combine`` would build,
+    directly: this runs once per check, and the detour cost ~1.5 us.
+    """
     n = len(rules)
+    if n == 1 and type(reply) is list and len(reply) == _FIELDS:
+        rule = rules[0]
+        allowed = reply[0] == 1
+        return _new(Decision, (
+            allowed, rule.capacity, int(reply[1]), float(reply[2]), float(reply[3]), rule,
+            float(reply[4]), () if allowed else (rule.name,), False,
+        ))
     _check(reply, n * _FIELDS)
     return combine(rules, _steps(reply, n, 0, _FIELDS))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +34,7 @@ import redis.cluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
-from ratelimit_mw.backends.redis_batch import CheckCoalescer
+from ratelimit_mw.backends.redis_batch import CheckCoalescer, OrderedChannel
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
 from ratelimit_mw.backends.redis_lua import (
     Script,
@@ -105,6 +106,7 @@ class RedisBackend(Backend, AsyncBackend):
         self._coalescer: CheckCoalescer | None = None
         self._coalescer_loop: asyncio.AbstractEventLoop | None = None
         self._plans: dict[int, tuple[tuple[Rule, ...], Script, tuple[Any, ...]]] = {}
+        self._channel: OrderedChannel | None = None
         self._factory: ClientFactory | None = None
         self._client: Any = None
         self._aclient: Any = None
@@ -221,6 +223,16 @@ class RedisBackend(Backend, AsyncBackend):
         except _DRIVER_ERRORS as exc:
             raise _backend_error(exc) from exc
 
+    async def _arun_ordered(self, channel: OrderedChannel, args: list[Any], text: Script) -> Any:
+        """:meth:`_arun` on the coalescer's ordered connection."""
+        try:
+            try:
+                return await channel.call("EVALSHA", text.sha, *args)
+            except NoScriptError:
+                return await channel.call("EVAL", text.text, *args)
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
     # -- Backend -----------------------------------------------------------------
 
     def hit(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None) -> Decision:
@@ -286,8 +298,16 @@ class RedisBackend(Backend, AsyncBackend):
     async def _new_coalescer(self) -> CheckCoalescer:
         """The coalescer of the running loop (a loop's checks share its connections)."""
         client = await self._async_client()
-        cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self._coalescer = CheckCoalescer(self._arun, cluster=cluster)
+        if self._channel is not None:
+            await self._channel.aclose()
+            self._channel = None
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            # A script's keys must share a slot: batches split by slot, each group
+            # through the cluster client (any of its connections).
+            self._coalescer = CheckCoalescer(self._arun, cluster=True)
+        else:
+            channel = self._channel = OrderedChannel(client.connection_pool, _backend_error)
+            self._coalescer = CheckCoalescer(functools.partial(self._arun_ordered, channel))
         self._coalescer_loop = asyncio.get_running_loop()
         return self._coalescer
 
@@ -307,6 +327,9 @@ class RedisBackend(Backend, AsyncBackend):
     async def aclose(self) -> None:
         """Close the clients this backend created (async, and sync if any)."""
         self._coalescer = self._coalescer_loop = None
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.aclose()
         if self._owns_clients:
             client, self._aclient, self._aclient_loop = self._aclient, None, None
             helpers, self._ahelpers = self._ahelpers, []

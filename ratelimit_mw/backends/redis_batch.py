@@ -22,19 +22,25 @@ policy answers it), an error reply inside a batch fails only its own check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from ratelimit_mw.backends.redis_lua import Script, script_for_batch
 from ratelimit_mw.errors import BackendError
 
-__all__ = ["CheckCoalescer", "MAX_BATCH"]
+__all__ = ["MAX_BATCH", "CheckCoalescer", "OrderedChannel"]
 
 #: Most checks in one batch: bounds the script's run time on the server (Redis runs
 #: one script at a time), ~1-2 ms for 128 single-rule checks.
 MAX_BATCH = 128
+
+#: Round trips in flight at once (see ``CheckCoalescer._sender``).
+IN_FLIGHT = 2
 
 #: ``(args, script) -> reply``: one EVALSHA (with the EVAL fallback), errors raised
 #: as BackendError.
@@ -60,88 +66,92 @@ class CheckCoalescer:
     Args:
         run: sends one script call (see :data:`Runner`).
         cluster: split batches by hash slot.
-        max_batch: most checks in one script call.
+        max_batch: most checks in one batch.
+        in_flight: most round trips under way at once.
     """
 
-    def __init__(self, run: Runner, *, cluster: bool = False, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, run: Runner, *, cluster: bool = False, max_batch: int = MAX_BATCH, in_flight: int = IN_FLIGHT
+    ) -> None:
         self._run = run
         self._cluster = cluster
         self._max_batch = max_batch
+        self._max_in_flight = in_flight
         self._queue: list[_Check] = []
-        self._busy = False  # a round trip is in flight (a leader's or the drain's)
-        self._drain_task: asyncio.Task[None] | None = None
+        self._in_flight = 0  # round trips under way
+        self._in_flight_checks = 0  # checks they carry
+        self._scheduled = False  # a sender task is about to run
+        self._tasks: set[asyncio.Task[None]] = set()
         #: Round trips made, and checks they carried (for tests and benchmarks).
         self.round_trips = 0
         self.checks = 0
 
     async def submit(self, keys: Sequence[str], tail: tuple[Any, ...], script: Script) -> Any:
         """The script's reply for one check (its ARGV is ``tail``, without a batch header)."""
-        if not self._busy:
-            # Idle: go at once, and lead. Whatever queues meanwhile is sent by a
-            # drain task when this returns, so this caller never waits for others.
-            self._busy = True
+        if not self._in_flight and not self._queue:
+            # Idle: go at once. Whatever queues meanwhile is sent by sender tasks.
+            self._in_flight += 1
+            self._in_flight_checks += 1
             try:
                 self.round_trips += 1
                 self.checks += 1
                 return await self._run([len(keys), *keys, *tail[1:]], script)
             finally:
-                if self._queue:
-                    self._start_drain()
-                else:
-                    self._busy = False
+                self._in_flight -= 1
+                self._in_flight_checks -= 1
+                self._kick()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Check(keys, tail, script, future))
+        self._kick()
         return await future
 
-    def _start_drain(self) -> None:
-        # A task of its own: a cancelled caller must not strand the queue.
-        self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+    def _kick(self) -> None:
+        if self._queue and not self._scheduled and self._in_flight < self._max_in_flight:
+            # A task of its own: a cancelled caller must not strand the queue. It
+            # runs after the callbacks already due, so it collects every check
+            # those submit.
+            self._scheduled = True
+            task = asyncio.get_running_loop().create_task(self._sender())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _drain(self) -> None:
+    async def _sender(self) -> None:
+        self._scheduled = False
+        queue = self._queue
+        if not queue:
+            return
+        # Take at most an even share of the checks under way: with two round trips
+        # in flight, the app handles one half's answers while Redis runs the other.
+        share = -(-(len(queue) + self._in_flight_checks) // self._max_in_flight)
+        take = min(len(queue), self._max_batch, share)
+        batch = queue[:take]
+        del queue[:take]
+        self._in_flight += 1
+        self._in_flight_checks += take
+        self._kick()
         try:
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                if self._cluster:
-                    groups: dict[int, list[_Check]] = {}
-                    for check in batch:
-                        groups.setdefault(key_slot(check.keys[0].encode()), []).append(check)
-                    await asyncio.gather(*(self._send(group) for group in groups.values()))
-                else:
-                    await self._send(batch)
+            if self._cluster:
+                groups: dict[int, list[_Check]] = {}
+                for check in batch:
+                    groups.setdefault(key_slot(check.keys[0].encode()), []).append(check)
+                await asyncio.gather(*(self._call(group) for group in groups.values()))
+            else:
+                await self._call(batch)
+        except BaseException:
+            _fail(batch, "redis: check abandoned, the event loop is shutting down")
+            raise
         finally:
-            self._busy = False
-            self._drain_task = None
-            if self._queue:  # only when cancelled (the loop is closing)
-                queue, self._queue = self._queue, []
-                _fail(queue, "redis: check abandoned, the event loop is shutting down")
+            self._in_flight -= 1
+            self._in_flight_checks -= take
+            self._kick()
 
-    async def _send(self, batch: list[_Check]) -> None:
-        """One script call for ``batch``; settles every future of it, raises nothing
-        but cancellation."""
+    async def _call(self, batch: list[_Check]) -> None:
+        """One script call for ``batch``; settles every future of it."""
         self.round_trips += 1
         self.checks += len(batch)
         try:
-            if len(batch) == 1:
-                check = batch[0]
-                replies = [await self._run([len(check.keys), *check.keys, *check.tail[1:]], check.script)]
-            else:
-                keys: list[Any] = []
-                heads: dict[tuple[Any, ...], str] = {}
-                indexes: list[str] = []
-                for check in batch:
-                    keys += check.keys
-                    index = heads.get(check.tail)
-                    if index is None:
-                        index = heads[check.tail] = str(len(heads) + 1)
-                    indexes.append(index)
-                args: list[Any] = [len(keys), *keys, "batch", len(heads)]
-                for head in heads:
-                    args += head
-                if len(heads) > 1:  # one head: the script gives it to every check
-                    args += indexes
-                script = script_for_batch([check.script for check in batch])
-                replies = await self._run(args, script)
+            args, script = _script_call(batch)
+            reply = await self._run(args, script)
         except BackendError as exc:
             _fail(batch, str(exc))
             return
@@ -151,13 +161,149 @@ class CheckCoalescer:
         except Exception as exc:  # a bug here must not strand the waiters
             _fail(batch, f"redis: {type(exc).__name__}: {exc}")
             return
-        if not isinstance(replies, list) or len(replies) != len(batch):
-            _fail(batch, f"unexpected reply from the rate-limit script: {replies!r:.200}")
+        _settle(batch, [reply] if len(batch) == 1 else reply)
+
+
+def _script_call(batch: Sequence[_Check]) -> tuple[list[Any], Script]:
+    """``numkeys, *KEYS, *ARGV`` and the script for ``batch`` (the batch form when
+    it holds more than one check)."""
+    if len(batch) == 1:
+        check = batch[0]
+        return [len(check.keys), *check.keys, *check.tail[1:]], check.script
+    keys: list[Any] = []
+    heads: dict[tuple[Any, ...], str] = {}
+    indexes: list[str] = []
+    for check in batch:
+        keys += check.keys
+        index = heads.get(check.tail)
+        if index is None:
+            index = heads[check.tail] = str(len(heads) + 1)
+        indexes.append(index)
+    args: list[Any] = [len(keys), *keys, "batch", len(heads)]
+    for head in heads:
+        args += head
+    if len(heads) > 1:  # one head: the script gives it to every check
+        args += indexes
+    return args, script_for_batch([check.script for check in batch])
+
+
+def _settle(batch: Sequence[_Check], replies: Any) -> None:
+    """Hand each check its reply (or its error)."""
+    if isinstance(replies, Exception):
+        _fail(batch, f"redis: {type(replies).__name__}: {replies}")
+        return
+    if not isinstance(replies, list) or len(replies) != len(batch):
+        _fail(batch, f"unexpected reply from the rate-limit script: {replies!r:.200}")
+        return
+    for check, reply in zip(batch, replies, strict=True):
+        if check.future.done():  # its waiter was cancelled
+            continue
+        if isinstance(reply, Exception):  # an error reply for this check only
+            check.future.set_exception(BackendError(f"redis: {type(reply).__name__}: {reply}"))
+        else:
+            check.future.set_result(reply)
+
+
+class OrderedChannel:
+    """Commands written on ONE connection, answered in the order they were written.
+
+    Redis runs the commands of one connection in arrival order, so the batches
+    a coalescer has in flight at once run in the order they were formed, and
+    every decision is the one its check would get alone at that point. Up to
+    ``IN_FLIGHT`` batches share the connection: the app handles the answers to
+    one while Redis runs the next, instead of the two taking turns.
+
+    Uses redis-py's connection the way its own pipelines do (``pack_command``,
+    ``send_packed_command``, ``read_response``), holding one pooled connection.
+    Any connection failure fails every command in flight with a BackendError
+    and drops the connection; the next command takes a fresh one.
+
+    Args:
+        pool: the redis.asyncio client's connection pool.
+        wrap: turns a driver exception into the BackendError to raise.
+    """
+
+    def __init__(self, pool: Any, wrap: Callable[[BaseException], BackendError]) -> None:
+        self._pool = pool
+        self._wrap = wrap
+        self._conn: Any = None
+        self._write_lock = asyncio.Lock()
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def call(self, *args: Any) -> Any:
+        """Send one command; its reply (an error reply raises ResponseError)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        async with self._write_lock:  # FIFO: writes and _waiting stay in one order
+            conn = self._conn
+            try:
+                if conn is None:
+                    # From the pool, whose health check drops a connection the
+                    # server closed (restart, idle timeout) before handing it out.
+                    conn = await self._pool.get_connection()
+                    self._conn = conn
+                packed = conn.pack_command(*args)
+                self._waiting.append(future)
+                await conn.send_packed_command(packed, check_health=False)
+            except BaseException as exc:
+                await self._broken(exc)
+                if future.done() and not future.cancelled():
+                    future.exception()  # reported by the raise below, not as "never retrieved"
+                if isinstance(exc, Exception):
+                    raise self._wrap(exc) from exc
+                raise
+            if self._reader is None:
+                self._reader = asyncio.get_running_loop().create_task(self._read(conn))
+        return await future
+
+    async def _read(self, conn: Any) -> None:
+        """Read replies in order while commands are in flight on ``conn``."""
+        me = asyncio.current_task()
+        try:
+            while self._waiting and self._conn is conn:
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:  # this command's error reply only
+                    reply = exc
+                if self._conn is not conn:  # dropped meanwhile: its futures have failed
+                    return
+                future = self._waiting.popleft()
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except BaseException as exc:
+            if self._conn is conn:
+                await self._broken(exc)
+            if not isinstance(exc, Exception):
+                raise
             return
-        for check, reply in zip(batch, replies, strict=True):
-            if check.future.done():
-                continue
-            if isinstance(reply, Exception):  # an error reply for this check only
-                check.future.set_exception(BackendError(f"redis: {type(reply).__name__}: {reply}"))
-            else:
-                check.future.set_result(reply)
+        finally:
+            if self._reader is me:
+                self._reader = None
+        if self._conn is conn and not self._waiting:
+            # Idle: back to the pool, so the next burst gets a checked connection.
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+
+    async def _broken(self, exc: BaseException) -> None:
+        """Fail everything in flight and drop the connection (its replies are lost)."""
+        waiting, self._waiting = self._waiting, deque()
+        conn, self._conn = self._conn, None
+        self._reader = None  # the next command starts a reader for its connection
+        error = self._wrap(exc) if isinstance(exc, Exception) else BackendError("redis: cancelled")
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+
+    async def aclose(self) -> None:
+        """Give the connection back (disconnected: replies may still be due)."""
+        await self._broken(BackendError("redis: backend closed"))

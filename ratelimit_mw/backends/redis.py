@@ -58,6 +58,11 @@ _SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
 _ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
 
 
+#: Per rule tuple: (the tuple, its script, its check head for server time and cost 1,
+#: the head's ARGV part).
+_Plan = tuple[tuple[Rule, ...], Script, tuple[Any, ...], tuple[Any, ...]]
+
+
 def _backend_error(exc: BaseException) -> BackendError:
     return BackendError(f"redis: {type(exc).__name__}: {exc}")
 
@@ -105,7 +110,7 @@ class RedisBackend(Backend, AsyncBackend):
         self.coalesce = coalesce
         self._coalescer: CheckCoalescer | None = None
         self._coalescer_loop: asyncio.AbstractEventLoop | None = None
-        self._plans: dict[int, tuple[tuple[Rule, ...], Script, tuple[Any, ...]]] = {}
+        self._plans: dict[int, _Plan] = {}
         self._channel: OrderedChannel | None = None
         self._factory: ClientFactory | None = None
         self._client: Any = None
@@ -236,8 +241,15 @@ class RedisBackend(Backend, AsyncBackend):
     # -- Backend -----------------------------------------------------------------
 
     def hit(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None) -> Decision:
-        args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
-        return decode_hit(rules, self._run(self._sync_client(), args, script_for(tuple(rules))))
+        rule_tuple = rules if type(rules) is tuple else tuple(rules)
+        plan = self._plans.get(id(rule_tuple))
+        if plan is None or plan[0] is not rule_tuple:
+            plan = self._plan(rule_tuple)
+        if now is None and cost == 1 and len(keys) == len(rule_tuple):
+            args = [len(keys), *keys, *plan[3]]  # the common case: server time, cost 1
+        else:
+            args = argv("hit", keys, rule_tuple, cost, now, self._min_ttl_ms)
+        return decode_hit(rule_tuple, self._run(self._sync_client(), args, plan[1]))
 
     def peek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
@@ -285,13 +297,14 @@ class RedisBackend(Backend, AsyncBackend):
             tail = tuple(check_args("hit", keys, rule_tuple, cost, now, self._min_ttl_ms))
         return decode_hit(rule_tuple, await coalescer.submit(keys, tail, plan[1]))
 
-    def _plan(self, rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], Script, tuple[Any, ...]]:
+    def _plan(self, rules: tuple[Rule, ...]) -> _Plan:
         """What every check of ``rules`` reuses: the script, and the check's ARGV for
         server time and cost 1, built once (keyed by the tuple's identity: a route's
         Quota holds the same tuple for its lifetime, and the entry keeps it alive)."""
         if len(self._plans) >= 1024:
             self._plans.clear()
-        plan = (rules, script_for(rules), tuple(check_args("hit", [""] * len(rules), rules, 1, None, self._min_ttl_ms)))
+        head = tuple(check_args("hit", [""] * len(rules), rules, 1, None, self._min_ttl_ms))
+        plan = (rules, script_for(rules), head, head[1:])
         self._plans[id(rules)] = plan
         return plan
 

@@ -211,3 +211,33 @@ def test_cluster_batches_split_by_slot(redis_cluster_url: str) -> None:
 
     got = asyncio.run(main())
     assert [_view(d) for d in got] == [_view(d) for d in _sequential_memory()]
+
+
+def test_a_restart_under_concurrency_recovers_by_itself(fresh_redis_server: RedisServer) -> None:
+    """The ordered connection dies with the server: the checks in flight fail over to
+    the policy, and the next burst takes a fresh connection (and reloads the script)."""
+    limiter = Limiter(
+        fresh_redis_server.url, on_backend_error="allow", breaker_threshold=1000, socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+    )
+
+    async def burst(tag: str) -> list[Decision]:
+        return list(await asyncio.gather(*(limiter.acheck(f"{tag}{i % 7}", "100/hour") for i in range(60))))
+
+    async def main() -> tuple[list[Decision], list[Decision]]:
+        try:
+            before = await burst("a")
+            fresh_redis_server.restart(empty=True)
+            await asyncio.sleep(0.05)  # as in a live server, the loop notices the closed socket
+            for attempt in range(20):  # the first burst may land on the dead connection
+                after = await burst(f"b{attempt}-")
+                if not any(d.degraded for d in after):
+                    break
+            return before, after
+        finally:
+            await limiter.aclose()
+
+    before, after = asyncio.run(main())
+    assert all(d.allowed and not d.degraded for d in before)
+    assert all(d.allowed and not d.degraded for d in after)
+    assert [d.remaining for d in after[:7]] == [99] * 7  # empty server: fresh buckets

@@ -76,6 +76,15 @@ end
 -- One check of head h on keys KEYS[k0 + 1 .. k0 + h.n].
 local function run(h, k0)
   local n, now, algos, pa, pb = h.n, h.now, h.algos, h.pa, h.pb
+  local cost = h.cost
+  if n == 1 and h.mode == 'hit' then -- the common case, without the tables below
+    local algo, key = algos[1], KEYS[k0 + 1]
+    local ok, state, remaining, reset_after, retry_after, ttl, delay = algo.step(algo.load(key), now, pa[1], pb[1], cost)
+    if ok and cost ~= 0 then
+      algo.store(key, state, ttl, h.min_ms)
+    end
+    return {ok and 1 or 0, remaining, float_out(reset_after), float_out(retry_after), float_out(delay)}
+  end
   local states = {}
   for i = 1, n do
     states[i] = algos[i].load(KEYS[k0 + i])
@@ -87,15 +96,6 @@ local function run(h, k0)
         local ok, _, remaining, reset_after, retry_after, _, delay = algos[i].step(states[i], now, pa[i], pb[i], c)
         emit(out, ok, remaining, reset_after, retry_after, delay)
       end
-    end
-    return out
-  end
-  local cost = h.cost
-  if n == 1 then
-    local ok, state, remaining, reset_after, retry_after, ttl, delay = algos[1].step(states[1], now, pa[1], pb[1], cost)
-    emit(out, ok, remaining, reset_after, retry_after, delay)
-    if ok and cost ~= 0 then
-      algos[1].store(KEYS[k0 + 1], state, ttl, h.min_ms)
     end
     return out
   end
@@ -116,6 +116,20 @@ local function run(h, k0)
   return out
 end
 
+if ARGV[1] == 'hit' and #KEYS == 1 then
+  -- One check of one rule (a sync request, or a lone async one): no head table.
+  local algo = ALGORITHMS[ARGV[5]]
+  if algo == nil then
+    return redis.error_reply('ratelimit: unknown algorithm ' .. tostring(ARGV[5]))
+  end
+  local key, cost = KEYS[1], tonumber(ARGV[3])
+  local ok, state, remaining, reset_after, retry_after, ttl, delay =
+    algo.step(algo.load(key), clock(ARGV[2]), tonumber(ARGV[6]), tonumber(ARGV[7]), cost)
+  if ok and cost ~= 0 then
+    algo.store(key, state, ttl, tonumber(ARGV[4]))
+  end
+  return {ok and 1 or 0, remaining, float_out(reset_after), float_out(retry_after), float_out(delay)}
+end
 if ARGV[1] ~= 'batch' then
   local h, err = head(#KEYS, 0)
   if h == nil then

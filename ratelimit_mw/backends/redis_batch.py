@@ -1,18 +1,23 @@
-"""Coalescing of concurrent async checks into one round trip per batch.
+"""Coalescing of concurrent async checks into few round trips.
 
 An asyncio app under load has many checks in flight on one event loop. Sent one
 by one, each costs a command on the wire, a parse, a script start on the server
-and a wake-up of its task. Here a check that finds the loop's connection idle is
-sent at once (a lone request pays nothing extra); checks that arrive while a
-round trip is in flight wait in a queue, and when it returns, ALL of them go out
-in ONE ``EVALSHA`` of the script's batch form (see ``lua/check.lua``). There is
-no timer and no fixed batching delay: a batch holds exactly what arrived during
-the previous round trip, so batches grow with the load and shrink with it.
+and a wake-up of its task. Here a check that finds Redis idle is sent at once (a
+lone request pays nothing extra); checks that arrive while round trips are in
+flight wait in a queue, and go out together in ONE ``EVALSHA`` of the script's
+batch form (see ``lua/check.lua``). There is no timer and no fixed batching
+delay: a batch holds what arrived while Redis was busy, so batches grow with the
+load and shrink with it.
 
-Decisions are those of the checks sent one by one: the script runs them in
-arrival order, each seeing the states the previous ones wrote, atomically, at
-one server instant. On Redis Cluster a batch is split by hash slot (a script's
-keys must share one) and the groups are sent concurrently.
+Up to two batches are in flight, each taking an even share of the checks under
+way: the app handles one batch's answers while Redis runs the other, instead of
+the two taking turns. Both travel on one connection (:class:`OrderedChannel`),
+and Redis runs a connection's commands in order.
+
+Decisions are those of the checks sent one by one in submission order: the
+script runs a batch's checks in order, each seeing the states the previous ones
+wrote, atomically, at one server instant. On Redis Cluster a batch is split by
+hash slot (a script's keys must share one) and the groups are sent concurrently.
 
 Failures stay per check: a failed round trip fails the checks it carried (each
 gets a :class:`~ratelimit_mw.errors.BackendError`, and the Limiter's failure

@@ -37,6 +37,23 @@ def _subjects(url: str) -> list[tuple[str, str, str, Callable[[], Callable[[str]
         sha = client.script_load("return 1")
         return lambda key: client.evalsha(sha, 0)
 
+    def bare_our_script() -> Callable[[str], Any]:
+        # The limiter's own script and arguments, sent with bare redis-py: what is
+        # left of ours' cost after this is the library's work around the round trip.
+        import redis
+
+        from ratelimit_mw import Limiter
+        from ratelimit_mw.backends.redis_lua import argv, script_for
+
+        limiter = Limiter(url)
+        quota = limiter.quota(ALLOW, scope="bench")
+        text = script_for(quota.rules)
+        client = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+        client.script_load(text.text)
+        prepared = {f"client-{i}": argv("hit", limiter.storage_keys(f"client-{i}", quota), quota.rules, 1, None, "0")
+                    for i in range(KEYS)}
+        return lambda key: client.evalsha(text.sha, *prepared[key])
+
     def ours(limits: str | list[str]) -> Callable[[], Callable[[str], Any]]:
         def make() -> Callable[[str], Any]:
             from ratelimit_mw import Limiter
@@ -68,6 +85,8 @@ def _subjects(url: str) -> list[tuple[str, str, str, Callable[[], Callable[[str]
     return [
         ("bare redis-py EVALSHA 'return 1'", "baseline", "", bare),
         ("bare EVALSHA, 50 ms socket timeouts", "info", "the socket options ratelimit_mw's client uses", bare_timeouts),
+        ("bare EVALSHA of ours' script", "info", "same script and arguments, prepared; bare redis-py",
+         bare_our_script),
         ("ours check, 1 gcra limit", "ours", "", ours(ALLOW)),
         ("ours check, 2 limits (demo policy shape)", "info", "10/second; burst=40 + 10000/day",
          ours([ALLOW, "100000/day; burst=1000000000"])),

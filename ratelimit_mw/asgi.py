@@ -9,6 +9,7 @@ twice. A denial answers itself and never calls the app.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from ratelimit_mw.engine import Engine, Verdict, build_engine
@@ -17,22 +18,6 @@ from ratelimit_mw.requestview import ASGIRequest
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RateLimitMiddleware"]
-
-
-_NAMES: dict[str, bytes] = {}
-
-
-def _name(name: str) -> bytes:
-    encoded = _NAMES.get(name)
-    if encoded is None:
-        if len(_NAMES) > 256:  # bounded: header names come from configuration
-            _NAMES.clear()
-        encoded = _NAMES[name] = name.lower().encode("latin-1")
-    return encoded
-
-
-def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(_NAMES.get(k) or _name(k), v.encode("latin-1")) for k, v in headers]
 
 
 class RateLimitMiddleware:
@@ -94,7 +79,9 @@ class RateLimitMiddleware:
         if self._metrics_app is not None and request.path == self._metrics_path:
             await self._metrics_app(scope, receive, send)
             return
-        verdict = await self.engine.adecide(request)
+        engine = self.engine
+        # memory backend: the check never awaits, so skip two coroutine layers
+        verdict = engine.decide(request, raw=True) if engine.inline else await engine.adecide(request, raw=True)
         if verdict is None:
             await self.app(scope, receive, send)
             return
@@ -103,34 +90,19 @@ class RateLimitMiddleware:
             return
         if verdict.delay > 0:
             await self._sleep(verdict.delay)
-        extra = _encode(verdict.headers)
+        extra = verdict.headers
         if not extra:
             await self.app(scope, receive, send)
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or ())
-                present = {bytes(k).lower() for k, _ in headers}
-                headers.extend(h for h in extra if h[0] not in present)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, _with_headers(send, extra, engine))
 
     async def _reject(self, verdict: Verdict, send: Send) -> None:
-        rejection = self.engine.rejection(verdict)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": rejection.status,
-                "headers": _encode(rejection.headers),
-            }
-        )
+        rejection = self.engine.rejection(verdict, raw=True)
+        await send({"type": "http.response.start", "status": rejection.status, "headers": rejection.headers})
         await send({"type": "http.response.body", "body": rejection.body})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        verdict = await self.engine.adecide(ASGIRequest(scope))
+        verdict = await self.engine.adecide(ASGIRequest(scope), raw=True)
         if verdict is not None and verdict.reject:
             # Closing before accept makes the server answer the handshake with 403.
             message = await receive()
@@ -140,3 +112,27 @@ class RateLimitMiddleware:
         if verdict is not None and verdict.delay > 0:
             await self._sleep(verdict.delay)
         await self.app(scope, receive, send)
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], engine: Engine) -> Send:
+    """``send`` adding ``extra`` to ``http.response.start``, except names the app set.
+
+    A plain function returning ``send``'s awaitable, not a coroutine: no extra
+    coroutine per message. The app's header names are compared (lower-cased) with
+    every name the engine may emit; only on a hit is ``extra`` filtered.
+    """
+
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or ()
+            ours = engine.raw_header_names
+            add = extra
+            for name, _ in headers:
+                if bytes(name).lower() in ours:
+                    present = {bytes(k).lower() for k, _ in headers}
+                    add = [h for h in extra if h[0] not in present]
+                    break
+            message["headers"] = [*headers, *add]
+        return send(message)
+
+    return send_with_headers

@@ -14,7 +14,6 @@ import os
 import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -31,11 +30,38 @@ __all__ = ["Engine", "Rejection", "Verdict", "build_engine"]
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
 
-@dataclass(frozen=True, slots=True)
+#: Most (method, path) -> route answers remembered per policy set; past it the cache
+#: starts over, so a scan of random paths costs memory for at most this many entries.
+ROUTE_CACHE_SIZE = 4096
+
+
 class _Prepared:
-    route: Route
-    quota: Quota
-    renderer: HeaderRenderer
+    """What one route needs per request, flattened so the hot path reads slots only."""
+
+    __slots__ = ("route", "quota", "renderer", "key", "cost", "on_error", "shadow", "exempt", "wall")
+
+    def __init__(self, route: Route, quota: Quota | None, renderer: HeaderRenderer | None) -> None:
+        self.route = route
+        self.quota = quota
+        self.renderer = renderer
+        self.key = route.key
+        self.cost = route.cost
+        self.on_error = route.on_backend_error
+        self.shadow = route.shadow
+        self.exempt = quota is None
+        self.wall = renderer is not None and renderer.needs_wall_clock
+
+
+class _State(NamedTuple):
+    """One policy set and everything prepared from it; replaced as a whole on a swap."""
+
+    policies: Any
+    prepared: dict[int, _Prepared]
+    #: (method, path) -> the route's entry, or ``None`` (no route: pass through)
+    routes: dict[tuple[str, str], _Prepared | None]
+
+
+_MISS: Any = object()
 
 
 class Verdict(NamedTuple):
@@ -44,14 +70,15 @@ class Verdict(NamedTuple):
     Attributes:
         route: the matched route.
         decision: the limiter's decision.
-        headers: header pairs to add (to the app's response, or to the 429).
+        headers: header pairs to add (to the app's response, or to the 429): ``str``
+            pairs, or lower-case latin-1 ``bytes`` pairs when ``raw=True`` was asked.
         reject: answer 429 now instead of calling the app.
         delay: seconds to hold the request first (leaky bucket shaping).
     """
 
     route: Route
     decision: Decision
-    headers: list[tuple[str, str]]
+    headers: list[tuple[Any, Any]]
     reject: bool
     delay: float
 
@@ -60,7 +87,7 @@ class Rejection(NamedTuple):
     """A ready-to-send 429 (or configured status)."""
 
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[Any, Any]]
     body: bytes
 
 
@@ -81,7 +108,13 @@ class Engine:
         self._denials = log.DenialLog()
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
-        self._state: tuple[Any, dict[int, _Prepared]] = (None, {})
+        self._inline = limiter.in_process
+        #: Lower-case names of every header any policy set so far may emit (``str`` and
+        #: latin-1 ``bytes``): the adapters skip their de-duplication when none of the
+        #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
+        self.header_names: frozenset[str] = frozenset()
+        self.raw_header_names: frozenset[bytes] = frozenset()
+        self._state = _State(None, {}, {})
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -89,46 +122,66 @@ class Engine:
     @property
     def policies(self) -> Any:
         """The active policy set."""
-        return self._state[0]
+        return self._state.policies
+
+    @property
+    def inline(self) -> bool:
+        """Checks never wait on I/O (memory backend): async callers may use :meth:`decide`."""
+        return self._inline
 
     def set_policies(self, policies: Any) -> None:
-        """Prepare and atomically activate a new policy set."""
+        """Prepare and atomically activate a new policy set (with an empty route cache)."""
         prepared: dict[int, _Prepared] = {}
         routes = list(policies.routes)
         if policies.unmatched is not None:
             routes.append(policies.unmatched)
         names = policies.header_names
         reset = policies.reset_format
+        raw_names = set(self.raw_header_names)
         for route in routes:
             if route.exempt or not route.rules:
+                prepared[id(route)] = _Prepared(route, None, None)
                 continue
-            prepared[id(route)] = _Prepared(
-                route,
-                self.limiter.quota(route.rules, route.scope),
-                HeaderRenderer(route.rules, route.headers, names=names, reset=reset),
-            )
-        self._state = (policies, prepared)
+            renderer = HeaderRenderer(route.rules, route.headers, names=names, reset=reset)
+            raw_names.update(renderer.raw_names)
+            prepared[id(route)] = _Prepared(route, self.limiter.quota(route.rules, route.scope), renderer)
+        self.raw_header_names = frozenset(raw_names)
+        self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
+        self._state = _State(policies, prepared, {})
 
     # -- per request -----------------------------------------------------------------
 
-    def _select(self, request: RequestView) -> tuple[_Prepared, str] | None:
-        policies, prepared = self._state
+    def _route(self, state: _State, method: str, path: str) -> _Prepared | None:
+        """The prepared route for (method, path), remembered in the state's bounded cache."""
+        match = state.policies.match(method, path)
+        entry = None if match is None else state.prepared.get(id(match.route))
+        cache = state.routes
+        if len(cache) >= ROUTE_CACHE_SIZE:
+            cache.clear()
+        cache[(method, path)] = entry
+        return entry
+
+    def _select(self, request: RequestView) -> _Prepared | None:
+        state = self._state
         method = request.method
         if (
             method == "OPTIONS"
-            and not policies.count_preflight
+            and not state.policies.count_preflight
             and request.header("access-control-request-method") is not None
         ):
             return None
-        match = policies.match(method, request.path)
-        if match is None:
+        path = request.path
+        entry: _Prepared | None = state.routes.get((method, path), _MISS)
+        if entry is _MISS:
+            entry = self._route(state, method, path)
+        if entry is None:
             return None
-        entry = prepared.get(id(match.route))
-        if entry is None:  # exempt
+        if entry.exempt:
             if self.observer is not None:
-                self.observer.decision(match.route.template, match.route.policy or "", "exempt", 0.0)
+                route = entry.route
+                self.observer.decision(route.template, route.policy or "", "exempt", 0.0)
             return None
-        return entry, match.route.key(request)
+        return entry
 
     def _observe(self, route: Route, decision: Decision, shadowed: bool, seconds: float) -> None:
         assert self.observer is not None
@@ -140,60 +193,66 @@ class Engine:
             outcome = "allowed" if decision.allowed else "limited"
         self.observer.decision(route.template, route.policy or "", outcome, seconds)
 
-    def _finish(self, entry: _Prepared, key: str, decision: Decision, started: float) -> Verdict:
+    def _finish(self, entry: _Prepared, key: str, decision: Decision, started: float, raw: bool) -> Verdict:
         route = entry.route
         if self.observer is not None:
-            self._observe(route, decision, route.shadow and not decision.allowed, perf_counter() - started)
-        if decision.degraded and decision.allowed:
-            return Verdict(route, decision, [], False, 0.0)
-        reject = not decision.allowed
-        if reject:
+            self._observe(route, decision, entry.shadow and not decision.allowed, perf_counter() - started)
+        if decision.allowed:
+            if decision.degraded:
+                return Verdict(route, decision, [], False, 0.0)
+            reject = False
+        else:
             self._denials.denied(
                 self._wall(), route.template, self.limiter.hash_key(key),
                 policy=route.policy, limit=decision.rule.name if decision.rule else None,
                 retry_after=round(decision.retry_after, 3), shadow=route.shadow,
             )
-            if route.shadow:
+            reject = True
+            if entry.shadow:
                 decision = decision._replace(allowed=True, retry_after=0.0)
                 reject = False
-        headers = entry.renderer.render(decision, self._wall())
+        renderer: HeaderRenderer = entry.renderer  # type: ignore[assignment]
+        wall = self._wall() if entry.wall else 0.0
+        headers = renderer.render_raw(decision, wall) if raw else renderer.render(decision, wall)
         return Verdict(route, decision, headers, reject, decision.delay)
 
-    def decide(self, request: RequestView) -> Verdict | None:
-        """Decide for ``request`` (sync backends); ``None`` means pass through untouched."""
+    def decide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
+        """Decide for ``request`` (sync backends); ``None`` means pass through untouched.
+
+        ``raw=True`` renders the headers as lower-case latin-1 ``bytes`` pairs (ASGI).
+        """
         try:
-            selected = self._select(request)
-            if selected is None:
+            entry = self._select(request)
+            if entry is None:
                 return None
-            entry, key = selected
+            key = entry.key(request)
             started = perf_counter() if self.observer is not None else 0.0
-            decision = self.limiter.check(
-                key, entry.quota, cost=entry.route.cost, on_error=entry.route.on_backend_error
-            )
-            return self._finish(entry, key, decision, started)
+            decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
+            return self._finish(entry, key, decision, started, raw)
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
             return None
 
-    async def adecide(self, request: RequestView) -> Verdict | None:
+    async def adecide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
         """Async :meth:`decide`."""
         try:
-            selected = self._select(request)
-            if selected is None:
+            entry = self._select(request)
+            if entry is None:
                 return None
-            entry, key = selected
+            key = entry.key(request)
             started = perf_counter() if self.observer is not None else 0.0
-            decision = await self.limiter.acheck(
-                key, entry.quota, cost=entry.route.cost, on_error=entry.route.on_backend_error
-            )
-            return self._finish(entry, key, decision, started)
+            decision = await self.limiter.acheck(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
+            return self._finish(entry, key, decision, started, raw)
         except Exception as exc:
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
             return None
 
-    def rejection(self, verdict: Verdict) -> Rejection:
-        """The 429 for a rejected verdict: status, headers and body."""
-        policies = self._state[0]
+    def rejection(self, verdict: Verdict, *, raw: bool = False) -> Rejection:
+        """The 429 for a rejected verdict: status, headers and body.
+
+        ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict decided with ``raw=True``.
+        """
+        policies = self._state.policies
         decision = verdict.decision
         retry = retry_after_seconds(decision.retry_after)
         status = policies.response_status
@@ -220,13 +279,15 @@ class Engine:
                     "status": status,
                 }
             ).encode()
-        headers = [
+        own = [
             ("Content-Type", policies.response_content_type),
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
-            *verdict.headers,
         ]
-        return Rejection(status, headers, body)
+        if raw:
+            encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in own]
+            return Rejection(status, [*encoded, *verdict.headers], body)
+        return Rejection(status, [*own, *verdict.headers], body)
 
 
 def build_engine(

@@ -163,6 +163,7 @@ class Limiter:
         self._pass_time = clock is not None or not self.backend.has_clock
         self._local = isinstance(self.backend, MemoryBackend)
         self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
+        self._hit_local = self._memory.hit_client  # bound once: the in-process hot path
         self.on_backend_error = on_backend_error
         self._hash = KeyHasher(key_secret)
         self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
@@ -178,6 +179,11 @@ class Limiter:
         )
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
+
+    @property
+    def in_process(self) -> bool:
+        """The backend is this process's memory: a check never waits on I/O."""
+        return self._local
 
     # -- keys ------------------------------------------------------------------------
 
@@ -275,7 +281,7 @@ class Limiter:
         """
         quota = limits if type(limits) is Quota else self.quota(limits, scope)
         if self._local:
-            return self._memory.hit_client(hash(key), quota, cost, self._clock())
+            return self._hit_local(hash(key), quota, cost, self._clock())
         keys = self.storage_keys(key, quota)
         now = self._clock()
         if self._occ:

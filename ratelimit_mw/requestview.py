@@ -54,6 +54,18 @@ def route_path(scope: Mapping[str, Any]) -> str:
     return path
 
 
+_LATIN1: dict[str, bytes] = {}
+
+
+def _latin1(name: str) -> bytes:
+    encoded = _LATIN1.get(name)
+    if encoded is None:
+        encoded = name.encode("latin-1")
+        if len(_LATIN1) < 256:  # bounded: names come from configuration and code
+            _LATIN1[name] = encoded
+    return encoded
+
+
 class ASGIRequest:
     """RequestView over an ASGI HTTP/WebSocket scope."""
 
@@ -61,11 +73,16 @@ class ASGIRequest:
 
     def __init__(self, scope: Mapping[str, Any], path: str | None = None) -> None:
         self.scope = scope
-        self.path = route_path(scope) if path is None else path
+        if path is None:
+            path = scope.get("path") or "/"
+            if scope.get("root_path"):
+                path = route_path(scope)
+        self.path = path
 
     @property
     def method(self) -> str:
-        return str(self.scope.get("method", "GET"))
+        method = self.scope.get("method", "GET")
+        return method if type(method) is str else str(method)
 
     @property
     def peer(self) -> str | None:
@@ -76,18 +93,21 @@ class ASGIRequest:
         return None
 
     def header(self, name: str) -> str | None:
-        target = name.encode("latin-1")
+        target = _LATIN1.get(name) or _latin1(name)
+        size = len(target)
         for key, value in self.scope.get("headers") or ():
-            if key == target or key.lower() == target:
+            # servers send lower-case names: lower only a same-length name that differs
+            if key == target or (len(key) == size and key.lower() == target):
                 return bytes(value).decode("latin-1")
         return None
 
     def header_values(self, name: str) -> list[str]:
-        target = name.encode("latin-1")
+        target = _LATIN1.get(name) or _latin1(name)
+        size = len(target)
         return [
             bytes(value).decode("latin-1")
             for key, value in self.scope.get("headers") or ()
-            if key == target or key.lower() == target
+            if key == target or (len(key) == size and key.lower() == target)
         ]
 
     def query(self, name: str) -> str | None:

@@ -93,20 +93,19 @@ def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
     """
     interval = rule.interval
     capacity = rule.capacity
+    slack = EPS / interval
     if state is None:
         tokens = float(capacity)
     else:
         tokens = (now - state) / interval
         if tokens > capacity:
             tokens = float(capacity)
-    if tokens + EPS / interval < cost:
+    if tokens + slack < cost:
         missing = (capacity - tokens) * interval
-        return (
-            False, state, max(_floor(tokens + EPS / interval), 0), missing,
-            (cost - tokens) * interval, missing, 0.0)
+        return (False, state, max(_floor(tokens + slack), 0), missing, (cost - tokens) * interval, missing, 0.0)
     tokens -= cost
     refill = (capacity - tokens) * interval
-    return (True, now - tokens * interval, _floor(tokens + EPS / interval), refill, 0.0, refill, 0.0)
+    return (True, now - tokens * interval, _floor(tokens + slack), refill, 0.0, refill, 0.0)
 
 
 def leaky_bucket(state: float | None, now: float, rule: Rule, cost: int) -> StepTuple:

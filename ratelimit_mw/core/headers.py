@@ -19,7 +19,8 @@ Everything that does not change per request (names, the policy list) is built in
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.rates import Rule
@@ -59,6 +60,41 @@ def _whole(seconds: float) -> int:
     return max(0, _ceil(seconds - 1e-9))
 
 
+class _Forms:
+    """One encoding (``str`` for WSGI, latin-1 ``bytes`` for ASGI) of a renderer's fixed parts.
+
+    Both forms are built by the same code and read by the same ``_render``, so the two
+    adapters cannot drift apart; only the type of the text differs (``%`` formatting
+    and ``+`` work alike on ``str`` and ``bytes``, so numbers go straight into the target
+    type, with no encoding step per request).
+    """
+
+    __slots__ = ("current", "digits", "limits", "names", "policy_value", "draft_policy", "t_sep", "limit",
+                 "remaining", "reset", "policy", "ratelimit", "retry_after", "draft_limit", "draft_remaining",
+                 "draft_reset")
+
+    def __init__(self, names: Mapping[str, Any], rules: Sequence[Rule], policy_value: str, draft_policy: str,
+                 encode: Callable[[str], Any]) -> None:
+        self.names = names
+        self.limit: Any = names["limit"]
+        self.remaining: Any = names["remaining"]
+        self.reset: Any = names["reset"]
+        self.policy: Any = names["policy"]
+        self.ratelimit: Any = names["ratelimit"]
+        self.retry_after: Any = names["retry_after"]
+        self.draft_limit: Any = names["draft_limit"]
+        self.draft_remaining: Any = names["draft_remaining"]
+        self.draft_reset: Any = names["draft_reset"]
+        self.policy_value = encode(policy_value)
+        self.draft_policy = encode(draft_policy)
+        self.digits = encode("%d")
+        self.t_sep = encode(";t=")
+        #: rule name -> the ``RateLimit`` value up to its first number: ``"name";r=``
+        self.current = {r.name: encode(sf_string(r.name) + ";r=") for r in rules}
+        #: the rules' capacities as text (the usual ``Limit`` values)
+        self.limits = {r.capacity: encode(str(r.capacity)) for r in rules}
+
+
 class HeaderRenderer:
     """Renders the headers of one route's decisions.
 
@@ -69,7 +105,7 @@ class HeaderRenderer:
         reset: ``"delta"`` (seconds from now) or ``"epoch"`` (Unix time) for X-RateLimit-Reset.
     """
 
-    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_n", "_policy_value", "_draft_policy", "_quoted")
+    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_policy_value", "_text", "_raw", "raw_names")
 
     def __init__(
         self,
@@ -95,43 +131,78 @@ class HeaderRenderer:
             if canon is None:
                 raise ConfigError(f"unknown header name key {key!r}")
             merged[canon] = value
-        self._n = merged
         self._policy_value = ",".join(
             f"{sf_string(r.name)};q={r.capacity};w={r.window}" for r in rules
         )
-        self._draft_policy = ", ".join(f"{r.capacity};w={r.window}" for r in rules)
-        self._quoted = {r.name: sf_string(r.name) for r in rules}  # not per request
+        draft_policy = ", ".join(f"{r.capacity};w={r.window}" for r in rules)
+        # not per request: quoting, and every fixed piece of text in both encodings
+        self._text = _Forms(merged, rules, self._policy_value, draft_policy, str)
+        raw_names = {k: v.lower().encode("latin-1") for k, v in merged.items()}
+        self._raw = _Forms(raw_names, rules, self._policy_value, draft_policy, _latin1)
+        #: Lower-case latin-1 names of every header this renderer may emit.
+        self.raw_names: frozenset[bytes] = frozenset(self._raw.names.values())
 
     @property
     def policy_value(self) -> str:
         """The static ``RateLimit-Policy`` value of this route."""
         return self._policy_value
 
+    @property
+    def needs_wall_clock(self) -> bool:
+        """Whether :meth:`render` reads ``wall_now`` (epoch-style resets only)."""
+        return self._epoch and self._x
+
     def render(self, decision: Decision, wall_now: float = 0.0) -> list[tuple[str, str]]:
         """Header pairs for ``decision``; ``wall_now`` is needed only for epoch resets."""
-        n = self._n
-        out: list[tuple[str, str]] = []
+        pairs: list[tuple[str, str]] = self._render(self._text, decision, wall_now)
+        return pairs
+
+    def render_raw(self, decision: Decision, wall_now: float = 0.0) -> list[tuple[bytes, bytes]]:
+        """:meth:`render` as ASGI wants it: lower-case latin-1 names, latin-1 values."""
+        pairs: list[tuple[bytes, bytes]] = self._render(self._raw, decision, wall_now)
+        return pairs
+
+    def _render(self, forms: _Forms, decision: Decision, wall_now: float) -> Any:
+        d = forms.digits
+        remaining = decision.remaining
         reset_after = decision.reset_after
         reset = _ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0
-        remaining = str(decision.remaining)
-        reset_text = str(reset)
+        remaining_text = d % remaining
+        reset_text = d % reset
+        limit_text = None
         if self._x:
-            out.append((n["limit"], str(decision.limit)))
-            out.append((n["remaining"], remaining))
-            out.append((n["reset"], str(_ceil(wall_now + reset_after)) if self._epoch else reset_text))
+            limit = decision.limit
+            limit_text = forms.limits.get(limit) or d % limit
+            out = [
+                (forms.limit, limit_text),
+                (forms.remaining, remaining_text),
+                (forms.reset, d % _ceil(wall_now + reset_after) if self._epoch else reset_text),
+            ]
+        else:
+            out = []
         if self._ietf:
-            if self._policy_value:
-                out.append((n["policy"], self._policy_value))
+            if forms.policy_value:
+                out.append((forms.policy, forms.policy_value))
             rule = decision.rule
             if rule is not None:
-                name = self._quoted.get(rule.name) or sf_string(rule.name)
-                out.append((n["ratelimit"], f"{name};r={remaining};t={reset_text}"))
+                head = forms.current.get(rule.name)
+                if head is None:
+                    head = sf_string(rule.name) + ";r="
+                    if isinstance(d, bytes):
+                        head = head.encode("latin-1")
+                out.append((forms.ratelimit, head + remaining_text + forms.t_sep + reset_text))
         if self._draft:
-            out.append((n["draft_limit"], str(decision.limit)))
-            out.append((n["draft_remaining"], remaining))
-            out.append((n["draft_reset"], reset_text))
-            if not self._ietf and self._draft_policy:
-                out.append((n["policy"], self._draft_policy))
+            if limit_text is None:
+                limit_text = forms.limits.get(decision.limit) or d % decision.limit
+            out.append((forms.draft_limit, limit_text))
+            out.append((forms.draft_remaining, remaining_text))
+            out.append((forms.draft_reset, reset_text))
+            if not self._ietf and forms.draft_policy:
+                out.append((forms.policy, forms.draft_policy))
         if not decision.allowed:
-            out.append((n["retry_after"], str(retry_after_seconds(decision.retry_after))))
+            out.append((forms.retry_after, d % retry_after_seconds(decision.retry_after)))
         return out
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1")

@@ -473,14 +473,18 @@ def _import_callable(target: str, spec: str) -> tuple[Callable[[RequestView], ob
 
 
 class _Compiled:
-    """One compiled chain part; ``total`` is set when the part is always present."""
+    """One compiled chain part; ``total`` is set when the part is always present,
+    ``header`` (the lower-case name) when the part reads one header."""
 
-    __slots__ = ("func", "text", "total")
+    __slots__ = ("func", "header", "text", "total")
 
-    def __init__(self, func: KeyPart, text: str, *, total: KeyFunc | None = None) -> None:
+    def __init__(
+        self, func: KeyPart, text: str, *, total: KeyFunc | None = None, header: str | None = None
+    ) -> None:
         self.func = func
         self.text = text
         self.total = total
+        self.header = header
 
 
 def _compile_text(spec: str, get_client_ip: Callable[[], ClientIP]) -> _Compiled:
@@ -505,7 +509,7 @@ def _compile_text(spec: str, get_client_ip: Callable[[], ClientIP]) -> _Compiled
     if kind == "header":
         if not _TOKEN.fullmatch(arg):
             raise ConfigError(f"key {spec!r}: {arg!r} is not a valid header name")
-        return _Compiled(_header_part(arg), text)
+        return _Compiled(_header_part(arg), text, header=arg.lower())
     if kind == "query":
         return _Compiled(_query_part(arg), text)
     if kind == "cookie":
@@ -584,7 +588,11 @@ def compile_key(
 
     if len(parts) == 1:
         only = parts[0]
-        return only.total if only.total is not None else _with_fallback(only.func)
+        if only.total is not None:
+            return only.total
+        if only.header is not None:
+            return _single_header_key(only.header)
+        return _with_fallback(only.func)
     funcs = tuple(part.func for part in parts)
 
     def chain_key(request: RequestView) -> str:
@@ -595,6 +603,22 @@ def compile_key(
         return ANONYMOUS
 
     return chain_key
+
+
+def _single_header_key(lname: str) -> KeyFunc:
+    """``header:NAME`` alone (the common API-key spec): :func:`_header_part` with the
+    ``anonymous`` fallback, in one function because it runs on every request."""
+    prefix = f"header:{lname}:"
+
+    def header_key(request: RequestView) -> str:
+        value = request.header(lname)
+        if value is not None:
+            value = value.strip()
+            if value:
+                return prefix + (value if len(value) <= _MAX_VALUE else _cap(value))
+        return ANONYMOUS
+
+    return header_key
 
 
 def _with_fallback(func: KeyPart) -> KeyFunc:

@@ -316,8 +316,9 @@ class RedisBackend(Backend, AsyncBackend):
             self._channel = None
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             # A script's keys must share a slot: batches split by slot, each group
-            # through the cluster client (any of its connections).
-            self._coalescer = CheckCoalescer(self._arun, cluster=True)
+            # through the cluster client (any of its connections). One batch at a
+            # time: two could overtake each other on different connections.
+            self._coalescer = CheckCoalescer(self._arun, cluster=True, in_flight=1)
         else:
             channel = self._channel = OrderedChannel(client.connection_pool, _backend_error)
             self._coalescer = CheckCoalescer(functools.partial(self._arun_ordered, channel))

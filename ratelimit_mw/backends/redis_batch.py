@@ -17,7 +17,9 @@ and Redis runs a connection's commands in order.
 Decisions are those of the checks sent one by one in submission order: the
 script runs a batch's checks in order, each seeing the states the previous ones
 wrote, atomically, at one server instant. On Redis Cluster a batch is split by
-hash slot (a script's keys must share one) and the groups are sent concurrently.
+hash slot (a script's keys must share one) and the groups are sent concurrently;
+there, one batch is in flight at a time, since two batches on different
+connections could overtake each other.
 
 Failures stay per check: a failed round trip fails the checks it carried (each
 gets a :class:`~ratelimit_mw.errors.BackendError`, and the Limiter's failure

@@ -7,7 +7,7 @@ import multiprocessing
 import pytest
 
 from ratelimit_mw.core.rates import ALGORITHMS
-from tests.redis.redis_hammer import hammer
+from tests.redis.redis_hammer import ahammer, hammer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -15,11 +15,14 @@ PROCESSES = 8
 ATTEMPTS = 40  # per process and algorithm: 320 contenders for 50 slots each
 
 
-def test_eight_processes_never_exceed_the_limit(redis_url: str) -> None:
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_eight_processes_never_exceed_the_limit(redis_url: str, api: str) -> None:
+    """async: 8 tasks per process, so coalesced batches race each other too."""
     ctx = multiprocessing.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    target = hammer if api == "sync" else ahammer
     workers = [
-        ctx.Process(target=hammer, args=(redis_url, list(ALGORITHMS), ATTEMPTS, ready, go, out))
+        ctx.Process(target=target, args=(redis_url, list(ALGORITHMS), ATTEMPTS, ready, go, out))
         for _ in range(PROCESSES)
     ]
     for w in workers:

@@ -126,13 +126,19 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], engine: Engine) 
         if message["type"] == "http.response.start":
             headers = message.get("headers") or ()
             ours = engine.raw_header_names
-            add = extra
-            for name, _ in headers:
-                if bytes(name).lower() in ours:
-                    present = {bytes(k).lower() for k, _ in headers}
-                    add = [h for h in extra if h[0] not in present]
-                    break
-            message["headers"] = [*headers, *add]
+            clash = False
+            try:
+                for name, _ in headers:
+                    if name.lower() in ours:
+                        clash = True
+                        break
+            except TypeError:  # a bytearray name: unhashable, compare below
+                clash = True
+            if clash:
+                present = {bytes(k).lower() for k, _ in headers}
+                message["headers"] = [*headers, *(h for h in extra if h[0] not in present)]
+            else:
+                message["headers"] = [*headers, *extra]
         return send(message)
 
     return send_with_headers

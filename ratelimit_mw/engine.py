@@ -13,7 +13,7 @@ import json
 import os
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -33,17 +33,22 @@ PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 #: Most (method, path) -> route answers remembered per policy set; past it the cache
 #: starts over, so a scan of random paths costs memory for at most this many entries.
 ROUTE_CACHE_SIZE = 4096
+_METHODS_PER_PATH = 16
 
 
 class _Prepared:
     """What one route needs per request, flattened so the hot path reads slots only."""
 
-    __slots__ = ("route", "quota", "renderer", "key", "cost", "on_error", "shadow", "exempt", "wall")
+    __slots__ = ("route", "quota", "renderer", "render", "render_raw", "key", "cost", "on_error", "shadow", "exempt",
+                 "wall")
 
     def __init__(self, route: Route, quota: Quota | None, renderer: HeaderRenderer | None) -> None:
         self.route = route
         self.quota = quota
         self.renderer = renderer
+        if renderer is not None:
+            self.render = renderer.renderer(raw=False)
+            self.render_raw = renderer.renderer(raw=True)
         self.key = route.key
         self.cost = route.cost
         self.on_error = route.on_backend_error
@@ -57,11 +62,14 @@ class _State(NamedTuple):
 
     policies: Any
     prepared: dict[int, _Prepared]
-    #: (method, path) -> the route's entry, or ``None`` (no route: pass through)
-    routes: dict[tuple[str, str], _Prepared | None]
+    #: path -> method -> the route's entry, or ``None`` (no route: pass through). By path
+    #: first: two lookups of strings cost less than building and hashing a tuple.
+    routes: dict[str, dict[str, _Prepared | None]]
 
 
 _MISS: Any = object()
+_NO_METHODS: dict[str, Any] = {}
+_new = tuple.__new__
 
 
 class Verdict(NamedTuple):
@@ -109,6 +117,9 @@ class Engine:
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
         self._inline = limiter.in_process
+        local = limiter.local_hit()
+        self._hit: Callable[[Hashable, Quota, int, float], Decision] | None = local[0] if local else None
+        self._clock: Callable[[], float] = local[1] if local else time.time
         #: Lower-case names of every header any policy set so far may emit (``str`` and
         #: latin-1 ``bytes``): the adapters skip their de-duplication when none of the
         #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
@@ -152,13 +163,19 @@ class Engine:
     # -- per request -----------------------------------------------------------------
 
     def _route(self, state: _State, method: str, path: str) -> _Prepared | None:
-        """The prepared route for (method, path), remembered in the state's bounded cache."""
+        """The prepared route for (method, path), remembered in the state's bounded cache
+        (at most ``ROUTE_CACHE_SIZE`` paths, 16 methods each)."""
         match = state.policies.match(method, path)
         entry = None if match is None else state.prepared.get(id(match.route))
         cache = state.routes
-        if len(cache) >= ROUTE_CACHE_SIZE:
-            cache.clear()
-        cache[(method, path)] = entry
+        methods = cache.get(path)
+        if methods is None:
+            if len(cache) >= ROUTE_CACHE_SIZE:
+                cache.clear()
+            methods = cache[path] = {}
+        elif len(methods) >= _METHODS_PER_PATH:  # methods are client-chosen text too
+            methods.clear()
+        methods[method] = entry
         return entry
 
     def _select(self, request: RequestView) -> _Prepared | None:
@@ -171,7 +188,7 @@ class Engine:
         ):
             return None
         path = request.path
-        entry: _Prepared | None = state.routes.get((method, path), _MISS)
+        entry: _Prepared | None = state.routes.get(path, _NO_METHODS).get(method, _MISS)
         if entry is _MISS:
             entry = self._route(state, method, path)
         if entry is None:
@@ -211,9 +228,8 @@ class Engine:
             if entry.shadow:
                 decision = decision._replace(allowed=True, retry_after=0.0)
                 reject = False
-        renderer: HeaderRenderer = entry.renderer  # type: ignore[assignment]
         wall = self._wall() if entry.wall else 0.0
-        headers = renderer.render_raw(decision, wall) if raw else renderer.render(decision, wall)
+        headers = entry.render_raw(decision, wall) if raw else entry.render(decision, wall)
         return Verdict(route, decision, headers, reject, decision.delay)
 
     def decide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
@@ -226,8 +242,16 @@ class Engine:
             if entry is None:
                 return None
             key = entry.key(request)
-            started = perf_counter() if self.observer is not None else 0.0
-            decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
+            observer = self.observer
+            started = perf_counter() if observer is not None else 0.0
+            if self._hit is not None:  # memory: Limiter.check's own first step, one call shorter
+                decision = self._hit(hash(key), entry.quota, entry.cost, self._clock())  # type: ignore[arg-type]
+            else:
+                decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
+            if observer is None and decision.allowed and not decision.degraded and not entry.wall:
+                # the common case of _finish, written out: nothing to observe, log or shadow
+                headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)
+                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))  # type: ignore[no-any-return]
             return self._finish(entry, key, decision, started, raw)
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from binascii import b2a_base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2b
@@ -184,6 +184,15 @@ class Limiter:
     def in_process(self) -> bool:
         """The backend is this process's memory: a check never waits on I/O."""
         return self._local
+
+    def local_hit(self) -> tuple[Callable[[Hashable, Quota, int, float], Decision], Callable[[], float]] | None:
+        """What :meth:`check` does on the memory backend, for a caller that inlines it.
+
+        Returns ``(hit, clock)``: ``hit(hash(key), quota, cost, clock())`` is exactly
+        ``check(key, quota, cost=cost)`` (no failure policy applies: memory cannot fail).
+        ``None`` for a remote backend.
+        """
+        return (self._hit_local, self._clock) if self._local else None
 
     # -- keys ------------------------------------------------------------------------
 

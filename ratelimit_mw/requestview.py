@@ -69,7 +69,7 @@ def _latin1(name: str) -> bytes:
 class ASGIRequest:
     """RequestView over an ASGI HTTP/WebSocket scope."""
 
-    __slots__ = ("scope", "path")
+    __slots__ = ("scope", "path", "method")
 
     def __init__(self, scope: Mapping[str, Any], path: str | None = None) -> None:
         self.scope = scope
@@ -78,11 +78,8 @@ class ASGIRequest:
             if scope.get("root_path"):
                 path = route_path(scope)
         self.path = path
-
-    @property
-    def method(self) -> str:
-        method = self.scope.get("method", "GET")
-        return method if type(method) is str else str(method)
+        method = scope.get("method", "GET")  # read by every request: a slot, not a property
+        self.method: str = method if type(method) is str else str(method)
 
     @property
     def peer(self) -> str | None:
@@ -94,10 +91,12 @@ class ASGIRequest:
 
     def header(self, name: str) -> str | None:
         target = _LATIN1.get(name) or _latin1(name)
-        size = len(target)
-        for key, value in self.scope.get("headers") or ():
-            # servers send lower-case names: lower only a same-length name that differs
-            if key == target or (len(key) == size and key.lower() == target):
+        headers = self.scope.get("headers") or ()
+        for key, value in headers:  # servers send lower-case names: try those first
+            if key == target:
+                return value.decode("latin-1") if type(value) is bytes else bytes(value).decode("latin-1")
+        for key, value in headers:
+            if key.lower() == target:
                 return bytes(value).decode("latin-1")
         return None
 
@@ -118,11 +117,20 @@ class ASGIRequest:
         return cookie_value(self.header("cookie"), name)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+_ENVIRON_KEYS: dict[str, str] = {}
+
+
 def _environ_key(name: str) -> str:
-    upper = name.upper().replace("-", "_")
-    if upper in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        return upper
-    return "HTTP_" + upper
+    key = _ENVIRON_KEYS.get(name)
+    if key is None:
+        upper = name.upper().replace("-", "_")
+        key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+        if len(_ENVIRON_KEYS) < 256:  # bounded: names come from configuration and code
+            _ENVIRON_KEYS[name] = key
+    return key
 
 
 def _wsgi_text(value: str) -> str:
@@ -136,15 +144,14 @@ def _wsgi_text(value: str) -> str:
 class WSGIRequest:
     """RequestView over a WSGI environ."""
 
-    __slots__ = ("environ", "path")
+    __slots__ = ("environ", "path", "method")
 
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self.environ = environ
-        self.path = _wsgi_text(environ.get("PATH_INFO") or "/") or "/"
-
-    @property
-    def method(self) -> str:
-        return str(self.environ.get("REQUEST_METHOD", "GET")).upper()
+        path = environ.get("PATH_INFO") or "/"
+        self.path = path if path.isascii() else (_wsgi_text(path) or "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        self.method: str = method if method in _METHODS else str(method).upper()
 
     @property
     def peer(self) -> str | None:

@@ -69,11 +69,12 @@ class WSGIRateLimitMiddleware:
         request = WSGIRequest(environ)
         if self._metrics_app is not None and request.path == self._metrics_path:
             return self._metrics_app(environ, start_response)
-        verdict = self.engine.decide(request)
+        engine = self.engine
+        verdict = engine.decide(request)
         if verdict is None:
             return self.app(environ, start_response)
         if verdict.reject:
-            rejection = self.engine.rejection(verdict)
+            rejection = engine.rejection(verdict)
             start_response(_status_line(rejection.status), rejection.headers)
             return [rejection.body]
         if verdict.delay > 0:
@@ -83,9 +84,16 @@ class WSGIRateLimitMiddleware:
             return self.app(environ, start_response)
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            present = {k.lower() for k, _ in headers}
-            merged = list(headers)
-            merged.extend(h for h in extra if h[0].lower() not in present)
+            # Compare the app's names (lower-cased) with every name the engine may emit;
+            # only on a hit is ``extra`` filtered.
+            ours = engine.header_names
+            for name, _ in headers:
+                if name.lower() in ours:
+                    present = {k.lower() for k, _ in headers}
+                    merged = [*headers, *(h for h in extra if h[0].lower() not in present)]
+                    break
+            else:
+                merged = [*headers, *extra]
             if exc_info is not None:
                 return start_response(status, merged, exc_info)
             return start_response(status, merged)

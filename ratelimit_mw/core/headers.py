@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ratelimit_mw.core.decision import Decision
@@ -69,9 +70,11 @@ class _Forms:
     type, with no encoding step per request).
     """
 
-    __slots__ = ("current", "digits", "limits", "names", "policy_value", "draft_policy", "t_sep", "limit",
-                 "remaining", "reset", "policy", "ratelimit", "retry_after", "draft_limit", "draft_remaining",
-                 "draft_reset")
+    __slots__ = (
+        "current", "digits", "limits", "limit_pairs", "policy_pair", "names", "policy_value", "draft_policy",
+        "t_sep", "limit", "remaining", "reset", "policy", "ratelimit", "retry_after", "draft_limit",
+        "draft_remaining", "draft_reset",
+    )
 
     def __init__(self, names: Mapping[str, Any], rules: Sequence[Rule], policy_value: str, draft_policy: str,
                  encode: Callable[[str], Any]) -> None:
@@ -93,6 +96,9 @@ class _Forms:
         self.current = {r.name: encode(sf_string(r.name) + ";r=") for r in rules}
         #: the rules' capacities as text (the usual ``Limit`` values)
         self.limits = {r.capacity: encode(str(r.capacity)) for r in rules}
+        #: ready pairs of the fixed headers (tuples are immutable: shared by every response)
+        self.limit_pairs = {c: (self.limit, text) for c, text in self.limits.items()}
+        self.policy_pair = (self.policy, self.policy_value)
 
 
 class HeaderRenderer:
@@ -105,7 +111,7 @@ class HeaderRenderer:
         reset: ``"delta"`` (seconds from now) or ``"epoch"`` (Unix time) for X-RateLimit-Reset.
     """
 
-    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_policy_value", "_text", "_raw", "raw_names")
+    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_usual", "_policy_value", "_text", "_raw", "raw_names")
 
     def __init__(
         self,
@@ -125,6 +131,8 @@ class HeaderRenderer:
         self._draft = "draft03" in styles
         self._epoch = reset == "epoch"
         merged = dict(DEFAULT_HEADER_NAMES)
+        # the default families with delta resets: rendered by one straight-line branch
+        self._usual = self._x and self._ietf and not self._draft and not self._epoch and bool(rules)
         by_default_name = {v.lower(): k for k, v in DEFAULT_HEADER_NAMES.items()}
         for key, value in (names or {}).items():
             canon = key if key in merged else by_default_name.get(key.lower())
@@ -162,13 +170,32 @@ class HeaderRenderer:
         pairs: list[tuple[bytes, bytes]] = self._render(self._raw, decision, wall_now)
         return pairs
 
-    def _render(self, forms: _Forms, decision: Decision, wall_now: float) -> Any:
+    def renderer(self, raw: bool) -> Callable[[Decision, float], list[tuple[Any, Any]]]:
+        """:meth:`render_raw` (``raw``) or :meth:`render` as one callable, one call shorter."""
+        return partial(self._render, self._raw if raw else self._text)
+
+    def _render(self, forms: _Forms, decision: Decision, wall_now: float = 0.0) -> Any:
         d = forms.digits
         remaining = decision.remaining
         reset_after = decision.reset_after
         reset = _ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0
         remaining_text = d % remaining
         reset_text = d % reset
+        if self._usual:
+            rule = decision.rule
+            head = forms.current.get(rule.name) if rule is not None else None
+            if head is not None:
+                limit = decision.limit
+                out = [
+                    forms.limit_pairs.get(limit) or (forms.limit, d % limit),
+                    (forms.remaining, remaining_text),
+                    (forms.reset, reset_text),
+                    forms.policy_pair,
+                    (forms.ratelimit, head + remaining_text + forms.t_sep + reset_text),
+                ]
+                if not decision.allowed:
+                    out.append((forms.retry_after, d % retry_after_seconds(decision.retry_after)))
+                return out
         limit_text = None
         if self._x:
             limit = decision.limit

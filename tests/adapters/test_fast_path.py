@@ -50,7 +50,8 @@ def test_route_cache_answers_as_the_matcher() -> None:
             assert verdict is None
         else:
             assert verdict is not None and verdict.route is match.route
-    assert len(engine._state.routes) == 4 * len(paths)
+    assert len(engine._state.routes) == len(paths)
+    assert sum(len(methods) for methods in engine._state.routes.values()) == 4 * len(paths)
 
 
 def test_route_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,6 +60,9 @@ def test_route_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(50):
         assert engine.decide(FakeRequest("GET", f"/items/{i}")) is not None
         assert len(engine._state.routes) <= 8
+    for i in range(50):  # client-chosen methods on one path
+        assert engine.decide(FakeRequest(f"M{i}", "/nowhere")) is not None  # the unmatched route
+        assert len(engine._state.routes["/nowhere"]) <= 16
 
 
 def test_policy_swap_starts_a_new_route_cache() -> None:

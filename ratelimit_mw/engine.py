@@ -13,7 +13,7 @@ import json
 import os
 import string
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -117,9 +117,6 @@ class Engine:
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
         self._inline = limiter.in_process
-        local = limiter.local_hit()
-        self._hit: Callable[[Hashable, Quota, int, float], Decision] | None = local[0] if local else None
-        self._clock: Callable[[], float] = local[1] if local else time.time
         #: Lower-case names of every header any policy set so far may emit (``str`` and
         #: latin-1 ``bytes``): the adapters skip their de-duplication when none of the
         #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
@@ -244,10 +241,7 @@ class Engine:
             key = entry.key(request)
             observer = self.observer
             started = perf_counter() if observer is not None else 0.0
-            if self._hit is not None:  # memory: Limiter.check's own first step, one call shorter
-                decision = self._hit(hash(key), entry.quota, entry.cost, self._clock())  # type: ignore[arg-type]
-            else:
-                decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
+            decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
             if observer is None and decision.allowed and not decision.degraded and not entry.wall:
                 # the common case of _finish, written out: nothing to observe, log or shadow
                 headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)

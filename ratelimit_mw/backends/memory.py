@@ -151,21 +151,45 @@ class MemoryBackend(Backend, AsyncBackend):
     # -- fast path used by the Limiter: tables per (scope, rule), keyed by client hash ------
 
     def hit_client(self, client: Hashable, quota: Quota, cost: int, now: float) -> Decision:
-        """:meth:`hit` for a hashed client and a prepared quota, without building keys.
+        """:meth:`hit` for a hashed client and a prepared quota, without building keys."""
+        with self._lock:
+            tables = [self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules)]
+            return self._run(tables, [client] * len(tables), cost, now)
 
-        The single-rule case (most routes) is written out in full: it is the hot path.
-        A stored state is never ``None``, so one ``get`` tells a new client apart.
+    def client_check(
+        self, to_quota: Callable[[Any, str], Quota], clock: Callable[[], float]
+    ) -> Callable[..., Decision]:
+        """``Limiter.check`` on this backend as one function (the Limiter binds it once).
+
+        ``check(key, limits, *, cost=1, scope="", on_error=None)``: the key is hashed
+        with Python's keyed ``hash()``, ``limits`` turned into a Quota by ``to_quota``
+        unless it is one, and the time read from ``clock``. A single-rule quota (most
+        routes) runs the critical section written out here, in this one frame: it is
+        the in-process hot path, where each Python call costs a noticeable share.
+        Several rules go through :meth:`hit_client`. ``on_error`` is accepted and
+        ignored: memory cannot fail.
         """
-        slots = quota.slots
-        if len(slots) == 1:
-            lock = self._lock
-            lock.acquire()  # not ``with``: its __enter__/__exit__ calls cost ~0.3 us more
+        from ratelimit_mw.limiter import Quota
+
+        lock = self._lock
+        acquire, release = lock.acquire, lock.release  # not ``with``: __enter__/__exit__ cost more
+        tables = self._tables
+        hit_client = self.hit_client
+
+        def check(key: str, limits: Any, *, cost: int = 1, scope: str = "", on_error: str | None = None) -> Decision:
+            quota = limits if type(limits) is Quota else to_quota(limits, scope)
+            table_id = quota.single
+            if table_id is None:
+                return hit_client(hash(key), quota, cost, clock())
+            client = hash(key)
+            now = clock()
+            acquire()
             try:
                 if now >= self._next_sweep:
                     self._sweep(now)
-                table = self._tables.get(slots[0]) or self._table(slots[0], quota.rules[0])
+                table = tables.get(table_id) or self._table(table_id, quota.rules[0])
                 states = table.states
-                state = states.get(client)
+                state = states.get(client)  # a stored state is never None: one lookup tells a new client
                 allowed, new_state, remaining, reset_after, retry_after, _, delay = table.step(
                     state, now, table.rule, cost
                 )
@@ -181,10 +205,9 @@ class MemoryBackend(Backend, AsyncBackend):
                 return _new(Decision, (False, table.capacity, remaining, reset_after, retry_after, table.rule,
                                        0.0, table.denied, False))
             finally:
-                lock.release()
-        with self._lock:
-            tables = [self._table(slot, rule) for slot, rule in zip(slots, quota.rules)]
-            return self._run(tables, [client] * len(tables), cost, now)
+                release()
+
+        return check
 
     def peek_client(self, client: Hashable, quota: Quota, now: float) -> Decision:
         """:meth:`peek` for a hashed client and a prepared quota."""

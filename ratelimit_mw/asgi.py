@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-from ratelimit_mw.engine import Engine, Verdict, build_engine
+from ratelimit_mw.engine import Engine, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import ASGIRequest
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,8 +85,10 @@ class RateLimitMiddleware:
         if verdict is None:
             await self.app(scope, receive, send)
             return
-        if verdict.reject:
-            await self._reject(verdict, send)
+        if verdict.reject:  # answered here, without calling the app (no extra coroutine)
+            rejection = engine.rejection(verdict, raw=True)
+            await send({"type": "http.response.start", "status": rejection.status, "headers": rejection.headers})
+            await send({"type": "http.response.body", "body": rejection.body})
             return
         if verdict.delay > 0:
             await self._sleep(verdict.delay)
@@ -95,11 +97,6 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         await self.app(scope, receive, _with_headers(send, extra, engine))
-
-    async def _reject(self, verdict: Verdict, send: Send) -> None:
-        rejection = self.engine.rejection(verdict, raw=True)
-        await send({"type": "http.response.start", "status": rejection.status, "headers": rejection.headers})
-        await send({"type": "http.response.body", "body": rejection.body})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         verdict = await self.engine.adecide(ASGIRequest(scope), raw=True)

@@ -34,6 +34,8 @@ PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 #: starts over, so a scan of random paths costs memory for at most this many entries.
 ROUTE_CACHE_SIZE = 4096
 _METHODS_PER_PATH = 16
+#: Most distinct 429 bodies remembered per policy set.
+REJECTION_CACHE_SIZE = 1024
 
 
 class _Prepared:
@@ -65,6 +67,8 @@ class _State(NamedTuple):
     #: path -> method -> the route's entry, or ``None`` (no route: pass through). By path
     #: first: two lookups of strings cost less than building and hashing a tuple.
     routes: dict[str, dict[str, _Prepared | None]]
+    #: the parts of a 429 that do not change with the request (see Engine.rejection)
+    rejections: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]]
 
 
 _MISS: Any = object()
@@ -122,7 +126,7 @@ class Engine:
         #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
         self.header_names: frozenset[str] = frozenset()
         self.raw_header_names: frozenset[bytes] = frozenset()
-        self._state = _State(None, {}, {})
+        self._state = _State(None, {}, {}, {})
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -155,7 +159,7 @@ class Engine:
             prepared[id(route)] = _Prepared(route, self.limiter.quota(route.rules, route.scope), renderer)
         self.raw_header_names = frozenset(raw_names)
         self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
-        self._state = _State(policies, prepared, {})
+        self._state = _State(policies, prepared, {}, {})
 
     # -- per request -----------------------------------------------------------------
 
@@ -269,10 +273,31 @@ class Engine:
         """The 429 for a rejected verdict: status, headers and body.
 
         ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict decided with ``raw=True``.
+        The body and its own headers depend on a few values only (the whole seconds
+        to wait, the violated limits, and for a custom template the numbers it shows):
+        they are built once per distinct set and remembered with the policy set.
         """
-        policies = self._state.policies
+        state = self._state
+        policies = state.policies
         decision = verdict.decision
         retry = retry_after_seconds(decision.retry_after)
+        if policies.response_body is None:
+            ident: tuple[Any, ...] = (retry, decision.violated)
+        else:
+            ident = (retry, decision.violated, decision.limit, decision.remaining)
+        cache = state.rejections
+        parts = cache.get(ident)
+        if parts is None:
+            if len(cache) >= REJECTION_CACHE_SIZE:
+                cache.clear()
+            parts = cache[ident] = self._rejection_parts(policies, decision, retry)
+        body, own, own_raw = parts
+        return Rejection(policies.response_status, [*(own_raw if raw else own), *verdict.headers], body)
+
+    @staticmethod
+    def _rejection_parts(
+        policies: Any, decision: Decision, retry: int
+    ) -> tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]:
         status = policies.response_status
         body_template = policies.response_body
         if body_template is None:
@@ -302,10 +327,8 @@ class Engine:
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
         ]
-        if raw:
-            encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in own]
-            return Rejection(status, [*encoded, *verdict.headers], body)
-        return Rejection(status, [*own, *verdict.headers], body)
+        own_raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in own]
+        return body, own, own_raw
 
 
 def build_engine(

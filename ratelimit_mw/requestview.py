@@ -159,7 +159,7 @@ class WSGIRequest:
         return str(addr) if addr else None
 
     def header(self, name: str) -> str | None:
-        value = self.environ.get(_environ_key(name))
+        value = self.environ.get(_ENVIRON_KEYS.get(name) or _environ_key(name))
         return value if isinstance(value, str) else None
 
     def header_values(self, name: str) -> list[str]:

@@ -71,7 +71,7 @@ class _Forms:
     """
 
     __slots__ = (
-        "current", "digits", "limits", "limit_pairs", "policy_pair", "names", "policy_value", "draft_policy",
+        "current", "digits", "raw", "limits", "limit_pairs", "policy_pair", "names", "policy_value", "draft_policy",
         "t_sep", "limit", "remaining", "reset", "policy", "ratelimit", "retry_after", "draft_limit",
         "draft_remaining", "draft_reset",
     )
@@ -91,6 +91,7 @@ class _Forms:
         self.policy_value = encode(policy_value)
         self.draft_policy = encode(draft_policy)
         self.digits = encode("%d")
+        self.raw = isinstance(self.digits, bytes)
         self.t_sep = encode(";t=")
         #: rule name -> the ``RateLimit`` value up to its first number: ``"name";r=``
         self.current = {r.name: encode(sf_string(r.name) + ";r=") for r in rules}
@@ -179,8 +180,12 @@ class HeaderRenderer:
         remaining = decision.remaining
         reset_after = decision.reset_after
         reset = _ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0
-        remaining_text = d % remaining
-        reset_text = d % reset
+        if forms.raw:  # the cheapest of each type: b"%d" % n for bytes, str(n) for text
+            remaining_text = d % remaining
+            reset_text = d % reset
+        else:
+            remaining_text = str(remaining if type(remaining) is int else int(remaining))
+            reset_text = str(reset)
         if self._usual:
             rule = decision.rule
             head = forms.current.get(rule.name) if rule is not None else None

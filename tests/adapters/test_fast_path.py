@@ -152,3 +152,30 @@ def test_headers_added_when_the_app_sets_none() -> None:
     headers = _serve(RateLimitMiddleware(_app([]), policies=POLICIES, clock=FakeClock()))
     assert [k for k, _ in headers] == [b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset",
                                        b"ratelimit-policy", b"ratelimit"]
+
+
+def test_rejection_parts_are_remembered_per_distinct_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "REJECTION_CACHE_SIZE", 2)
+    clock = FakeClock()
+    engine = Engine(load_policies(POLICIES), Limiter("memory://", clock=clock))
+    request = FakeRequest("POST", "/items/1", {"X-API-Key": "a"})
+    assert not engine.decide(request).reject  # type: ignore[union-attr]
+    bodies = []
+    for wait in (0.0, 10.0, 0.0, 20.0):
+        clock.advance(wait)
+        verdict = engine.decide(request)
+        assert verdict is not None and verdict.reject
+        text, raw = engine.rejection(verdict), engine.rejection(engine.decide(request, raw=True), raw=True)  # type: ignore[arg-type]
+        retry = dict(text.headers)["Retry-After"]
+        assert f"retry after {retry} seconds" in text.body.decode()
+        assert dict(text.headers)["Content-Length"] == str(len(text.body))
+        assert raw.body == text.body
+        assert raw.headers == [(k.lower().encode(), v.encode()) for k, v in text.headers]
+        bodies.append(text.body)
+        assert len(engine._state.rejections) <= 2
+    assert bodies[1] == bodies[2] and len({bodies[0], bodies[1], bodies[3]}) == 3  # 60, 50, 50, 30 s
+    engine.set_policies(load_policies(POLICIES + "response: {status: 503, body: 'wait $retry_after'}\n"))
+    verdict = engine.decide(request)
+    assert verdict is not None and verdict.reject
+    rejection = engine.rejection(verdict)
+    assert (rejection.status, rejection.body) == (503, f"wait {dict(rejection.headers)['Retry-After']}".encode())

@@ -10,9 +10,9 @@ twice. A denial answers itself and never calls the app.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
-from ratelimit_mw.engine import Engine, build_engine
+from ratelimit_mw.engine import Engine, Verdict, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import ASGIRequest
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
@@ -80,11 +80,17 @@ class RateLimitMiddleware:
             await self._metrics_app(scope, receive, send)
             return
         engine = self.engine
-        # memory backend: the check never awaits, so skip two coroutine layers
-        verdict = engine.decide(request, raw=True) if engine.inline else await engine.adecide(request, raw=True)
+        if engine.inline:  # memory backend: the check never awaits, so no coroutine layers
+            verdict = engine.admit(request, raw=True)
+            if type(verdict) is list:  # allowed at once: only headers to add
+                await self.app(scope, receive, _with_headers(send, verdict, engine) if verdict else send)
+                return
+        else:
+            verdict = await engine.adecide(request, raw=True)
         if verdict is None:
             await self.app(scope, receive, send)
             return
+        verdict = cast(Verdict, verdict)
         if verdict.reject:  # answered here, without calling the app (no extra coroutine)
             rejection = engine.rejection(verdict, raw=True)
             await send({"type": "http.response.start", "status": rejection.status, "headers": rejection.headers})

@@ -120,7 +120,8 @@ class Engine:
         self._denials = log.DenialLog()
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
-        self._inline = limiter.in_process
+        #: Checks never wait on I/O (memory backend): async callers may use :meth:`admit`.
+        self.inline = limiter.in_process
         #: Lower-case names of every header any policy set so far may emit (``str`` and
         #: latin-1 ``bytes``): the adapters skip their de-duplication when none of the
         #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
@@ -135,11 +136,6 @@ class Engine:
     def policies(self) -> Any:
         """The active policy set."""
         return self._state.policies
-
-    @property
-    def inline(self) -> bool:
-        """Checks never wait on I/O (memory backend): async callers may use :meth:`decide`."""
-        return self._inline
 
     def set_policies(self, policies: Any) -> None:
         """Prepare and atomically activate a new policy set (with an empty route cache)."""
@@ -238,6 +234,21 @@ class Engine:
 
         ``raw=True`` renders the headers as lower-case latin-1 ``bytes`` pairs (ASGI).
         """
+        verdict: Verdict | None = self._decide(request, raw, False)
+        return verdict
+
+    def admit(self, request: RequestView, *, raw: bool = False) -> Verdict | list[tuple[Any, Any]] | None:
+        """:meth:`decide` for the adapters (sync backends), with the common case made cheap.
+
+        Returns ``None`` (pass through untouched), a ``list`` of header pairs (allowed at
+        once: call the app and add these), or a :class:`Verdict` for everything else
+        (reject, delay, degraded). Same decision as :meth:`decide`, without building a
+        Verdict for the allowed request.
+        """
+        admitted: Verdict | list[tuple[Any, Any]] | None = self._decide(request, raw, True)
+        return admitted
+
+    def _decide(self, request: RequestView, raw: bool, bare: bool) -> Any:
         try:
             entry = self._select(request)
             if entry is None:
@@ -249,7 +260,9 @@ class Engine:
             if observer is None and decision.allowed and not decision.degraded and not entry.wall:
                 # the common case of _finish, written out: nothing to observe, log or shadow
                 headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)
-                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))  # type: ignore[no-any-return]
+                if bare and not decision.delay:
+                    return headers
+                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))
             return self._finish(entry, key, decision, started, raw)
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)

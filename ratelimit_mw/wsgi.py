@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
-from ratelimit_mw.engine import Engine, build_engine
+from ratelimit_mw.engine import Engine, Verdict, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import WSGIRequest
 
@@ -70,16 +70,20 @@ class WSGIRateLimitMiddleware:
         if self._metrics_app is not None and request.path == self._metrics_path:
             return self._metrics_app(environ, start_response)
         engine = self.engine
-        verdict = engine.decide(request)
+        verdict = engine.admit(request)
         if verdict is None:
             return self.app(environ, start_response)
-        if verdict.reject:
-            rejection = engine.rejection(verdict)
-            start_response(_status_line(rejection.status), rejection.headers)
-            return [rejection.body]
-        if verdict.delay > 0:
-            self._sleep(verdict.delay)
-        extra = verdict.headers
+        if type(verdict) is list:  # allowed at once: only headers to add
+            extra: list[tuple[str, str]] = verdict
+        else:
+            verdict = cast(Verdict, verdict)
+            if verdict.reject:
+                rejection = engine.rejection(verdict)
+                start_response(_status_line(rejection.status), rejection.headers)
+                return [rejection.body]
+            if verdict.delay > 0:
+                self._sleep(verdict.delay)
+            extra = verdict.headers
         if not extra:
             return self.app(environ, start_response)
 

@@ -15,7 +15,7 @@ import string
 import time
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
@@ -234,21 +234,18 @@ class Engine:
 
         ``raw=True`` renders the headers as lower-case latin-1 ``bytes`` pairs (ASGI).
         """
-        verdict: Verdict | None = self._decide(request, raw, False)
-        return verdict
+        return cast("Verdict | None", self.admit(request, raw=raw, verdict=True))
 
-    def admit(self, request: RequestView, *, raw: bool = False) -> Verdict | list[tuple[Any, Any]] | None:
+    def admit(
+        self, request: RequestView, *, raw: bool = False, verdict: bool = False
+    ) -> Verdict | list[tuple[Any, Any]] | None:
         """:meth:`decide` for the adapters (sync backends), with the common case made cheap.
 
         Returns ``None`` (pass through untouched), a ``list`` of header pairs (allowed at
         once: call the app and add these), or a :class:`Verdict` for everything else
         (reject, delay, degraded). Same decision as :meth:`decide`, without building a
-        Verdict for the allowed request.
+        Verdict for the allowed request; ``verdict=True`` always builds one.
         """
-        admitted: Verdict | list[tuple[Any, Any]] | None = self._decide(request, raw, True)
-        return admitted
-
-    def _decide(self, request: RequestView, raw: bool, bare: bool) -> Any:
         try:
             entry = self._select(request)
             if entry is None:
@@ -260,9 +257,9 @@ class Engine:
             if observer is None and decision.allowed and not decision.degraded and not entry.wall:
                 # the common case of _finish, written out: nothing to observe, log or shadow
                 headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)
-                if bare and not decision.delay:
+                if not verdict and not decision.delay:
                     return headers
-                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))
+                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))  # type: ignore[no-any-return]
             return self._finish(entry, key, decision, started, raw)
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)

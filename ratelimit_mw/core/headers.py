@@ -72,7 +72,8 @@ class _Forms:
 
     __slots__ = (
         "current", "digits", "raw", "limits", "limit_pairs", "policy_pair", "names", "policy_value", "draft_policy",
-        "t_sep", "limit", "remaining", "reset", "policy", "ratelimit", "retry_after", "draft_limit",
+        "t_sep", "only_limit", "only_head", "only_limit_pair",
+        "limit", "remaining", "reset", "policy", "ratelimit", "retry_after", "draft_limit",
         "draft_remaining", "draft_reset",
     )
 
@@ -100,6 +101,11 @@ class _Forms:
         #: ready pairs of the fixed headers (tuples are immutable: shared by every response)
         self.limit_pairs = {c: (self.limit, text) for c, text in self.limits.items()}
         self.policy_pair = (self.policy, self.policy_value)
+        # the usual single-rule route, answered without any lookup
+        only = rules[0] if len(rules) == 1 else None
+        self.only_limit = only.capacity if only is not None else None
+        self.only_head = self.current[only.name] if only is not None else None
+        self.only_limit_pair = self.limit_pairs[only.capacity] if only is not None else None
 
 
 class HeaderRenderer:
@@ -112,7 +118,7 @@ class HeaderRenderer:
         reset: ``"delta"`` (seconds from now) or ``"epoch"`` (Unix time) for X-RateLimit-Reset.
     """
 
-    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_usual", "_policy_value", "_text", "_raw", "raw_names")
+    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_usual", "_rule", "_policy_value", "_text", "_raw", "raw_names")
 
     def __init__(
         self,
@@ -134,6 +140,7 @@ class HeaderRenderer:
         merged = dict(DEFAULT_HEADER_NAMES)
         # the default families with delta resets: rendered by one straight-line branch
         self._usual = self._x and self._ietf and not self._draft and not self._epoch and bool(rules)
+        self._rule = rules[0] if len(rules) == 1 else None
         by_default_name = {v.lower(): k for k, v in DEFAULT_HEADER_NAMES.items()}
         for key, value in (names or {}).items():
             canon = key if key in merged else by_default_name.get(key.lower())
@@ -188,11 +195,16 @@ class HeaderRenderer:
             reset_text = str(reset)
         if self._usual:
             rule = decision.rule
-            head = forms.current.get(rule.name) if rule is not None else None
+            limit = decision.limit
+            if rule is self._rule and limit == forms.only_limit:  # a single-rule route: no lookups
+                head = forms.only_head
+                limit_pair = forms.only_limit_pair
+            else:
+                head = forms.current.get(rule.name) if rule is not None else None
+                limit_pair = forms.limit_pairs.get(limit) or (forms.limit, d % limit)
             if head is not None:
-                limit = decision.limit
                 out = [
-                    forms.limit_pairs.get(limit) or (forms.limit, d % limit),
+                    limit_pair,
                     (forms.remaining, remaining_text),
                     (forms.reset, reset_text),
                     forms.policy_pair,

@@ -247,9 +247,12 @@ class Engine:
         Verdict for the allowed request; ``verdict=True`` always builds one.
         """
         try:
-            entry = self._select(request)
-            if entry is None:
-                return None
+            method = request.method
+            entry = self._state.routes.get(request.path, _NO_METHODS).get(method)
+            if entry is None or entry.exempt or method == "OPTIONS":  # only a limited, cached route skips this
+                entry = self._select(request)
+                if entry is None:
+                    return None
             key = entry.key(request)
             observer = self.observer
             started = perf_counter() if observer is not None else 0.0

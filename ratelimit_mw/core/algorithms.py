@@ -92,14 +92,14 @@ def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
     that both give the same decisions.
     """
     interval = rule.interval
-    capacity = rule.capacity
+    capacity = rule.capacity_float  # exact for any real capacity: the same results as the int
     slack = EPS / interval
     if state is None:
-        tokens = float(capacity)
+        tokens = capacity
     else:
         tokens = (now - state) / interval
         if tokens > capacity:
-            tokens = float(capacity)
+            tokens = capacity
     if tokens + slack < cost:
         missing = (capacity - tokens) * interval
         return (False, state, max(_floor(tokens + slack), 0), missing, (cost - tokens) * interval, missing, 0.0)

@@ -102,6 +102,9 @@ class Rule:
     tolerance: float = field(init=False, repr=False, compare=False)
     window: int = field(init=False, repr=False, compare=False)
     signature: str = field(init=False, repr=False, compare=False)
+    #: ``float(capacity)``: the token bucket's maths in floats only (mixed int/float
+    #: operations are the slow, unspecialised ones in CPython)
+    capacity_float: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -143,6 +146,7 @@ class Rule:
         if self.algorithm == "leaky_bucket":
             object.__setattr__(self, "max_delay", tolerance)
         object.__setattr__(self, "interval", interval)
+        object.__setattr__(self, "capacity_float", float(capacity))
         object.__setattr__(self, "capacity", capacity)
         object.__setattr__(self, "tolerance", tolerance)
         object.__setattr__(self, "window", max(window, 1))

@@ -82,11 +82,11 @@ class RateLimitMiddleware:
         engine = self.engine
         if engine.inline:  # memory backend: the check never awaits, so no coroutine layers
             verdict = engine.admit(request, raw=True)
-            if type(verdict) is list:  # allowed at once: only headers to add
-                await self.app(scope, receive, _with_headers(send, verdict, engine) if verdict else send)
-                return
         else:
-            verdict = await engine.adecide(request, raw=True)
+            verdict = await engine.aadmit(request, raw=True)
+        if type(verdict) is list:  # allowed at once: only headers to add
+            await self.app(scope, receive, _with_headers(send, verdict, engine) if verdict else send)
+            return
         if verdict is None:
             await self.app(scope, receive, send)
             return

@@ -270,13 +270,28 @@ class Engine:
 
     async def adecide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
         """Async :meth:`decide`."""
+        return cast("Verdict | None", await self.aadmit(request, raw=raw, verdict=True))
+
+    async def aadmit(
+        self, request: RequestView, *, raw: bool = False, verdict: bool = False
+    ) -> Verdict | list[tuple[Any, Any]] | None:
+        """Async :meth:`admit` (remote backends): the same answers, awaiting the check."""
         try:
-            entry = self._select(request)
-            if entry is None:
-                return None
+            method = request.method
+            entry = self._state.routes.get(request.path, _NO_METHODS).get(method)
+            if entry is None or entry.exempt or method == "OPTIONS":  # only a limited, cached route skips this
+                entry = self._select(request)
+                if entry is None:
+                    return None
             key = entry.key(request)
-            started = perf_counter() if self.observer is not None else 0.0
+            observer = self.observer
+            started = perf_counter() if observer is not None else 0.0
             decision = await self.limiter.acheck(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
+            if observer is None and decision.allowed and not decision.degraded and not entry.wall:
+                headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)
+                if not verdict and not decision.delay:
+                    return headers
+                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))  # type: ignore[no-any-return]
             return self._finish(entry, key, decision, started, raw)
         except Exception as exc:
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from hashlib import blake2b
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from ratelimit_mw import log
 from ratelimit_mw.backends.base import AsyncBackend, Backend
@@ -167,6 +167,9 @@ class Limiter:
         # Memory needs our time; a remote backend uses its own unless a clock was injected.
         self._pass_time = clock is not None or not self.backend.has_clock
         self._local = isinstance(self.backend, MemoryBackend)
+        # Which APIs the backend serves, decided once (an ABC isinstance per check costs ~0.3 us).
+        self._sync_ok = isinstance(self.backend, Backend) and getattr(self.backend, "supports_sync", True)
+        self._async_ok = isinstance(self.backend, AsyncBackend) and getattr(self.backend, "supports_async", True)
         self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
         self._hit_local = self._memory.hit_client
         self.on_backend_error = on_backend_error
@@ -301,9 +304,9 @@ class Limiter:
         mode = on_error or self.on_backend_error
         if not self.breaker.allow():
             return self._degraded(quota, keys, cost, mode, None)
-        backend = self.backend
-        if not isinstance(backend, Backend) or not getattr(backend, "supports_sync", True):
+        if not self._sync_ok:
             raise ConfigError("this backend is async-only: use acheck()")
+        backend = cast(Backend, self.backend)
         observer = self.observer
         started = perf_counter() if observer is not None else 0.0
         try:
@@ -334,9 +337,9 @@ class Limiter:
         mode = on_error or self.on_backend_error
         if not self.breaker.allow():
             return self._degraded(quota, keys, cost, mode, None)
-        backend = self.backend
-        if not isinstance(backend, AsyncBackend) or not getattr(backend, "supports_async", True):
+        if not self._async_ok:
             raise ConfigError("this backend is sync-only: use check()")
+        backend = cast(AsyncBackend, self.backend)
         observer = self.observer
         started = perf_counter() if observer is not None else 0.0
         try:

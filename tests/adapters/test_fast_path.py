@@ -18,7 +18,7 @@ from ratelimit_mw import engine as engine_module
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer
 from ratelimit_mw.core.rates import parse_rate
-from ratelimit_mw.engine import Engine
+from ratelimit_mw.engine import Engine, Verdict
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.policy.loader import load_policies
 from ratelimit_mw.testing import FakeClock, FakeRequest
@@ -88,6 +88,24 @@ def test_async_and_sync_decisions_agree() -> None:
         b = asyncio.run(async_engine.adecide(request, raw=True))
         assert a is not None and b is not None
         assert (a.decision, a.headers, a.reject) == (b.decision, b.headers, b.reject), i
+
+
+def test_admit_and_aadmit_agree_with_decide() -> None:
+    """The adapters' shortcuts: a header list for a plain allowed request, a Verdict
+    for the rest (here: the denials), the same headers and decisions as decide()."""
+    reference, sync_engine, async_engine = _engine(), _engine(), _engine()
+    for i in range(6):
+        request = FakeRequest("GET", "/items/1", {"X-API-Key": "k"})
+        full = reference.decide(request, raw=True)
+        a = sync_engine.admit(request, raw=True)
+        b = asyncio.run(async_engine.aadmit(request, raw=True))
+        assert full is not None
+        for got in (a, b):
+            if full.reject:
+                assert isinstance(got, Verdict) and got.reject and got.headers == full.headers, i
+            else:
+                assert got == full.headers, i
+    assert full is not None and full.reject  # the loop did reach the limit
 
 
 RULES = [parse_rate("100/minute; name=burst"), parse_rate("10/second; burst=40")]

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis
@@ -220,23 +220,7 @@ class RedisBackend(Backend, AsyncBackend):
 
     async def _arun(self, args: list[Any], text: Script) -> Any:
         client = await self._async_client()
-        try:
-            try:
-                return await client.execute_command("EVALSHA", text.sha, *args)
-            except NoScriptError:
-                return await client.execute_command("EVAL", text.text, *args)
-        except _DRIVER_ERRORS as exc:
-            raise _backend_error(exc) from exc
-
-    async def _arun_ordered(self, channel: OrderedChannel, args: list[Any], text: Script) -> Any:
-        """:meth:`_arun` on the coalescer's ordered connection."""
-        try:
-            try:
-                return await channel.call("EVALSHA", text.sha, *args)
-            except NoScriptError:
-                return await channel.call("EVAL", text.text, *args)
-        except _DRIVER_ERRORS as exc:
-            raise _backend_error(exc) from exc
+        return await _aeval(client.execute_command, args, text)
 
     # -- Backend -----------------------------------------------------------------
 
@@ -321,7 +305,7 @@ class RedisBackend(Backend, AsyncBackend):
             self._coalescer = CheckCoalescer(self._arun, cluster=True, in_flight=1)
         else:
             channel = self._channel = OrderedChannel(client.connection_pool, _backend_error)
-            self._coalescer = CheckCoalescer(functools.partial(self._arun_ordered, channel))
+            self._coalescer = CheckCoalescer(functools.partial(_aeval, channel.call))
         self._coalescer_loop = asyncio.get_running_loop()
         return self._coalescer
 
@@ -351,6 +335,18 @@ class RedisBackend(Backend, AsyncBackend):
                 if c is not None:
                     await _quiet_aclose(c)
         self.close()
+
+
+async def _aeval(call: Callable[..., Awaitable[Any]], args: list[Any], text: Script) -> Any:
+    """The async :meth:`RedisBackend._run`: ``call`` is a client's ``execute_command``
+    or the coalescer's ordered connection."""
+    try:
+        try:
+            return await call("EVALSHA", text.sha, *args)
+        except NoScriptError:
+            return await call("EVAL", text.text, *args)
+    except _DRIVER_ERRORS as exc:
+        raise _backend_error(exc) from exc
 
 
 async def _quiet_aclose(client: Any) -> None:

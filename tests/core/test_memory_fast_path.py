@@ -52,3 +52,28 @@ def test_bound_check_keeps_the_size_bound() -> None:
     for i in range(500):
         assert limiter.check(f"client-{i}", "1/minute").allowed
     assert len(limiter.backend) <= 50  # type: ignore[arg-type]
+
+
+SEVERAL = [
+    ["2/second; name=a", "5/minute; name=b"],
+    ["3/second; burst=5", "4/second; algorithm=fixed_window", "9/minute; algorithm=sliding_log"],
+]
+
+
+@pytest.mark.parametrize("limits", SEVERAL, ids=[str(x) for x in SEVERAL])
+def test_several_limits_answer_as_the_keyed_path(limits: list[str]) -> None:
+    """hit_client remembers a quota's tables; the keyed hit() looks them up each time."""
+    clock = FakeClock()
+    backend = MemoryBackend()
+    reference = MemoryBackend()
+    quota = Limiter(backend, clock=clock).quota(limits, "scope")
+    for step, (key, cost) in enumerate(itertools.product(["a", "b", "a"], [1, 2, 0, 1, 3])):
+        clock.advance(0.09 * (step % 4))
+        got = backend.hit_client(hash(key), quota, cost, clock())
+        want = reference.hit([f"{key}:{slot}" for slot in quota.slots], quota.rules, cost, clock())
+        assert got == want, (step, key, cost)
+    assert not got.allowed or got.remaining < quota.rules[0].capacity  # the trace did use the quota
+    backend.clear()  # forgets the tables, and with them the remembered per-quota lists
+    fresh = MemoryBackend().hit(["a:0", "a:1", "a:2"][: len(quota.rules)], quota.rules, 1, clock())
+    assert backend.hit_client(hash("a"), quota, 1, clock()) == fresh
+    assert len(backend) == len(quota.rules)

@@ -271,7 +271,7 @@ class RedisBackend(Backend, AsyncBackend):
             return decode_hit(rule_tuple, await self._arun(args, script_for(rule_tuple)))
         coalescer = self._coalescer
         if coalescer is None or self._coalescer_loop is not asyncio.get_running_loop():
-            coalescer = await self._new_coalescer()
+            coalescer = self._new_coalescer()
         plan = self._plans.get(id(rule_tuple))
         if plan is None or plan[0] is not rule_tuple:
             plan = self._plan(rule_tuple)
@@ -292,22 +292,34 @@ class RedisBackend(Backend, AsyncBackend):
         self._plans[id(rules)] = plan
         return plan
 
-    async def _new_coalescer(self) -> CheckCoalescer:
-        """The coalescer of the running loop (a loop's checks share its connections)."""
-        client = await self._async_client()
-        if self._channel is not None:
-            await self._channel.aclose()
-            self._channel = None
-        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+    def _new_coalescer(self) -> CheckCoalescer:
+        """The coalescer of the running loop (a loop's checks share its connections).
+
+        Built without awaiting anything: checks racing on first use must all get the
+        same coalescer, or their batches would not be ordered against each other. The
+        client (and a cluster's slot map) is fetched by the first round trip.
+        """
+        factory = self._factory
+        if factory is not None:
+            cluster = factory.is_cluster
+        else:
+            cluster = isinstance(self._aclient, redis.asyncio.cluster.RedisCluster)
+        if cluster:
             # A script's keys must share a slot: batches split by slot, each group
             # through the cluster client (any of its connections). One batch at a
             # time: two could overtake each other on different connections.
-            self._coalescer = CheckCoalescer(self._arun, cluster=True, in_flight=1)
+            coalescer = CheckCoalescer(self._arun, cluster=True, in_flight=1)
+            self._channel = None
         else:
-            channel = self._channel = OrderedChannel(client.connection_pool, _backend_error)
-            self._coalescer = CheckCoalescer(functools.partial(_aeval, channel.call))
-        self._coalescer_loop = asyncio.get_running_loop()
-        return self._coalescer
+            # A channel of an earlier loop is dropped, not closed: its connection
+            # belongs to that loop.
+            channel = self._channel = OrderedChannel(self._async_pool, _backend_error)
+            coalescer = CheckCoalescer(functools.partial(_aeval, channel.call))
+        self._coalescer, self._coalescer_loop = coalescer, asyncio.get_running_loop()
+        return coalescer
+
+    async def _async_pool(self) -> Any:
+        return (await self._async_client()).connection_pool
 
     async def apeek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)

@@ -226,12 +226,14 @@ class OrderedChannel:
     and drops the connection; the next command takes a fresh one.
 
     Args:
-        pool: the redis.asyncio client's connection pool.
+        pool: returns the redis.asyncio client's connection pool (awaited when a
+            connection is needed, so the client is created by the first command).
         wrap: turns a driver exception into the BackendError to raise.
     """
 
-    def __init__(self, pool: Any, wrap: Callable[[BaseException], BackendError]) -> None:
-        self._pool = pool
+    def __init__(self, pool: Callable[[], Awaitable[Any]], wrap: Callable[[BaseException], BackendError]) -> None:
+        self._get_pool = pool
+        self._pool: Any = None  # the pool the connection came from (to give it back)
         self._wrap = wrap
         self._conn: Any = None
         self._write_lock = asyncio.Lock()
@@ -247,8 +249,9 @@ class OrderedChannel:
                 if conn is None:
                     # From the pool, whose health check drops a connection the
                     # server closed (restart, idle timeout) before handing it out.
-                    conn = await self._pool.get_connection()
-                    self._conn = conn
+                    pool = await self._get_pool()
+                    conn = await pool.get_connection()
+                    self._pool, self._conn = pool, conn
                 packed = conn.pack_command(*args)
                 self._waiting.append(future)
                 await conn.send_packed_command(packed, check_health=False)

@@ -201,11 +201,16 @@ def test_an_outage_fails_every_waiting_check_over_to_the_policy(fresh_redis_serv
 
 
 def test_cluster_batches_split_by_slot(redis_cluster_url: str) -> None:
+    """First use awaits the cluster's slot map: the checks racing on it must still share
+    one coalescer, or batches of different coalescers could overtake each other."""
     backend = RedisBackend(redis_cluster_url, min_ttl=3600, **TIMEOUTS)
 
     async def main() -> list[Decision]:
         try:
-            return await _burst(backend, NOW)
+            got = await _burst(backend, NOW)
+            coalescer = backend._coalescer
+            assert coalescer is not None and coalescer.checks == len(CHECKS)
+            return got
         finally:
             await backend.aclose()
 

@@ -63,6 +63,13 @@ _ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
 _Plan = tuple[tuple[Rule, ...], Script, tuple[Any, ...], tuple[Any, ...]]
 
 
+def _sync_only() -> ConfigError:
+    return ConfigError(
+        "this Redis backend wraps a synchronous client: use hit/peek/reset "
+        "(Limiter.check), or give a URL or a redis.asyncio client"
+    )
+
+
 def _backend_error(exc: BaseException) -> BackendError:
     return BackendError(f"redis: {type(exc).__name__}: {exc}")
 
@@ -180,10 +187,7 @@ class RedisBackend(Backend, AsyncBackend):
         factory = self._factory
         if factory is None:
             if client is None:
-                raise ConfigError(
-                    "this Redis backend wraps a synchronous client: use hit/peek/reset "
-                    "(Limiter.check), or give a URL or a redis.asyncio client"
-                )
+                raise _sync_only()
             return client
         loop = asyncio.get_running_loop()
         if client is not None and self._aclient_loop is loop:
@@ -302,6 +306,8 @@ class RedisBackend(Backend, AsyncBackend):
         factory = self._factory
         if factory is not None:
             cluster = factory.is_cluster
+        elif self._aclient is None:
+            raise _sync_only()
         else:
             cluster = isinstance(self._aclient, redis.asyncio.cluster.RedisCluster)
         if cluster:

@@ -73,17 +73,21 @@ local function emit(out, allowed, remaining, reset_after, retry_after, delay)
   out[j + 5] = float_out(delay)
 end
 
+-- A hit of one rule on one key: the common case, without the tables run() builds.
+local function hit_one(algo, key, now, a, b, cost, min_ms)
+  local ok, state, remaining, reset_after, retry_after, ttl, delay = algo.step(algo.load(key), now, a, b, cost)
+  if ok and cost ~= 0 then
+    algo.store(key, state, ttl, min_ms)
+  end
+  return {ok and 1 or 0, remaining, float_out(reset_after), float_out(retry_after), float_out(delay)}
+end
+
 -- One check of head h on keys KEYS[k0 + 1 .. k0 + h.n].
 local function run(h, k0)
   local n, now, algos, pa, pb = h.n, h.now, h.algos, h.pa, h.pb
   local cost = h.cost
-  if n == 1 and h.mode == 'hit' then -- the common case, without the tables below
-    local algo, key = algos[1], KEYS[k0 + 1]
-    local ok, state, remaining, reset_after, retry_after, ttl, delay = algo.step(algo.load(key), now, pa[1], pb[1], cost)
-    if ok and cost ~= 0 then
-      algo.store(key, state, ttl, h.min_ms)
-    end
-    return {ok and 1 or 0, remaining, float_out(reset_after), float_out(retry_after), float_out(delay)}
+  if n == 1 and h.mode == 'hit' then
+    return hit_one(algos[1], KEYS[k0 + 1], now, pa[1], pb[1], cost, h.min_ms)
   end
   local states = {}
   for i = 1, n do
@@ -122,13 +126,8 @@ if ARGV[1] == 'hit' and #KEYS == 1 then
   if algo == nil then
     return redis.error_reply('ratelimit: unknown algorithm ' .. tostring(ARGV[5]))
   end
-  local key, cost = KEYS[1], tonumber(ARGV[3])
-  local ok, state, remaining, reset_after, retry_after, ttl, delay =
-    algo.step(algo.load(key), clock(ARGV[2]), tonumber(ARGV[6]), tonumber(ARGV[7]), cost)
-  if ok and cost ~= 0 then
-    algo.store(key, state, ttl, tonumber(ARGV[4]))
-  end
-  return {ok and 1 or 0, remaining, float_out(reset_after), float_out(retry_after), float_out(delay)}
+  return hit_one(algo, KEYS[1], clock(ARGV[2]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[3]),
+    tonumber(ARGV[4]))
 end
 if ARGV[1] ~= 'batch' then
   local h, err = head(#KEYS, 0)

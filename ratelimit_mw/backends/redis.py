@@ -36,6 +36,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from ratelimit_mw.backends.base import AsyncBackend, Backend
 from ratelimit_mw.backends.redis_batch import CheckCoalescer, OrderedChannel
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
+from ratelimit_mw.backends.redis_direct import DirectCommands, supports_direct
 from ratelimit_mw.backends.redis_lua import (
     Script,
     argv,
@@ -121,6 +122,10 @@ class RedisBackend(Backend, AsyncBackend):
         self._channel: OrderedChannel | None = None
         self._factory: ClientFactory | None = None
         self._client: Any = None
+        #: how sync commands are sent: kept connections (see redis_direct), or the
+        #: client's execute_command (Cluster, single-connection or caching clients)
+        self._direct: DirectCommands | None = None
+        self._execute: Callable[..., Any] | None = None
         self._aclient: Any = None
         self._helpers: list[Any] = []  # Sentinel connections of the sync client
         self._ahelpers: list[Any] = []  # ... and of the async one
@@ -169,6 +174,26 @@ class RedisBackend(Backend, AsyncBackend):
         client = self._client
         if client is not None:
             return client
+        return self._build_sync_client()
+
+    def _sync_execute(self) -> Callable[..., Any]:
+        """The sync client's command sender, chosen once (see :attr:`_execute`)."""
+        execute = self._execute
+        if execute is not None:
+            return execute
+        client = self._sync_client()
+        with self._lock:
+            execute = self._execute
+            if execute is None:
+                if supports_direct(client):
+                    self._direct = DirectCommands(client.connection_pool)
+                    execute = self._direct.call
+                else:
+                    execute = client.execute_command
+                self._execute = execute
+            return execute
+
+    def _build_sync_client(self) -> Any:
         if self._factory is None:
             raise ConfigError(
                 "this Redis backend wraps an asyncio client: use ahit/apeek/areset "
@@ -211,14 +236,15 @@ class RedisBackend(Backend, AsyncBackend):
 
     # -- the script --------------------------------------------------------------
 
-    def _run(self, client: Any, args: list[Any], text: Script) -> Any:
+    def _run(self, args: list[Any], text: Script) -> Any:
         try:
+            execute = self._execute or self._sync_execute()
             try:
-                return client.execute_command("EVALSHA", text.sha, *args)
+                return execute("EVALSHA", text.sha, *args)
             except NoScriptError:
                 # Script cache empty (SCRIPT FLUSH, restart, failover to a fresh
                 # node): EVAL runs it on the right node and caches it there again.
-                return client.execute_command("EVAL", text.text, *args)
+                return execute("EVAL", text.text, *args)
         except _DRIVER_ERRORS as exc:
             raise _backend_error(exc) from exc
 
@@ -237,11 +263,11 @@ class RedisBackend(Backend, AsyncBackend):
             args = [len(keys), *keys, *plan[3]]  # the common case: server time, cost 1
         else:
             args = argv("hit", keys, rule_tuple, cost, now, self._min_ttl_ms)
-        return decode_hit(rule_tuple, self._run(self._sync_client(), args, plan[1]))
+        return decode_hit(rule_tuple, self._run(args, plan[1]))
 
     def peek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
-        return decode_peek(rules, self._run(self._sync_client(), args, script_for(tuple(rules))))
+        return decode_peek(rules, self._run(args, script_for(tuple(rules))))
 
     def reset(self, keys: Sequence[str]) -> None:
         if not keys:
@@ -253,7 +279,12 @@ class RedisBackend(Backend, AsyncBackend):
             raise _backend_error(exc) from exc
 
     def close(self) -> None:
-        """Close the synchronous client's pool, if this backend created it."""
+        """Give kept connections back; close the sync client's pool if this backend created it."""
+        with self._lock:
+            direct, self._direct, self._execute = self._direct, None, None
+        if direct is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                direct.close()
         if not self._owns_clients:
             return
         with self._lock:

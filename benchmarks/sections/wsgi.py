@@ -1,8 +1,14 @@
-"""Target 3: WSGI, direct calls into Flask: ours and flask-limiter vs bare Flask.
+"""Target 3: WSGI (Flask, memory backend): ours and flask-limiter vs bare Flask.
 
-Each request is one call of the app with a fresh copy of a prepared environ (as a
-WSGI server builds it), and the response iterable is consumed and closed. No test
-client: its own overhead would dilute what the middleware costs.
+Two harnesses, both reported against the 90% bound:
+
+* Flask's test client, as the issue states the target: each request goes through
+  ``app.test_client().get(...)``, which builds the environ and wraps the response
+  the way Flask's own test suites (and most users' load checks) do.
+* Direct calls, stricter: each request is one call of the app with a fresh copy
+  of a prepared environ (as a WSGI server builds it), and the response iterable is
+  consumed and closed. Without the test client's own work, the middleware's cost
+  is a larger share of each request.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from benchmarks.context import Context, missing_peer
 from benchmarks.stats import SectionResult, interleave
 
 NAME = "wsgi"
-TITLE = "WSGI direct calls (Flask, memory backend), requests/s (target 3)"
+TITLE = "WSGI (Flask, memory backend): direct calls and test client, requests/s (target 3)"
 
 
 def _environ(api_key: str = "client-1") -> dict[str, Any]:
@@ -63,6 +69,15 @@ def _requests(app: Callable[..., Any], template: dict[str, Any], count: int) -> 
     return time.perf_counter() - start
 
 
+def _client_requests(app: Any, count: int) -> float:
+    get = app.test_client().get
+    headers = {"X-API-Key": "client-1"}
+    start = time.perf_counter()
+    for _ in range(count):
+        get("/resource", headers=headers).close()
+    return time.perf_counter() - start
+
+
 def run(ctx: Context) -> SectionResult:
     result = SectionResult(NAME, TITLE)
     count = ctx.n(5_000, 200)
@@ -87,8 +102,21 @@ def run(ctx: Context) -> SectionResult:
         _requests(app, template, max(count // 10, 10))  # warm-up
         sample = result.sample(label, "req/s", kind=kind)
         subjects.append((sample, lambda app=app: count / _requests(app, template, count)))
+    client_count = max(count // 4, 50)
+    for label, kind, variant in (("bare Flask (test client)", "baseline", "bare"),
+                                 ("ours, allowed (test client)", "ours", "ours")):
+        app = flask_app(variant)
+        response = app.test_client().get("/resource", headers={"X-API-Key": "client-1"})
+        if response.status_code != 200 or (variant == "ours") != ("X-RateLimit-Remaining" in response.headers):
+            raise RuntimeError(f"{label}: unexpected response {response.status} {dict(response.headers)}")
+        _client_requests(app, max(client_count // 10, 10))  # warm-up
+        sample = result.sample(label, "req/s", kind=kind)
+        subjects.append((sample, lambda app=app: client_count / _client_requests(app, client_count)))
     interleave(subjects, ctx.repeats)
-    result.add_ratio_target(3, "WSGI allowed path throughput vs bare Flask", "ours, allowed", "bare Flask", 0.90, ">=")
+    result.add_ratio_target(3, "WSGI allowed path vs bare Flask, Flask test client (the issue's harness)",
+                            "ours, allowed (test client)", "bare Flask (test client)", 0.90, ">=")
+    result.add_ratio_target(3, "WSGI allowed path vs bare Flask, direct WSGI calls (stricter)",
+                            "ours, allowed", "bare Flask", 0.90, ">=")
     if result.has("flask-limiter, allowed"):
         result.notes.append("flask-limiter sends no rate-limit headers by default; ours sends 5 (x-ratelimit + ietf)")
     return result

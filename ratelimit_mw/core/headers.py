@@ -179,8 +179,17 @@ class HeaderRenderer:
         return pairs
 
     def renderer(self, raw: bool) -> Callable[[Decision, float], list[tuple[Any, Any]]]:
-        """:meth:`render_raw` (``raw``) or :meth:`render` as one callable, one call shorter."""
-        return partial(self._render, self._raw if raw else self._text)
+        """:meth:`render_raw` (``raw``) or :meth:`render` as one callable, one call shorter.
+
+        A single-rule route with the default families (most routes) gets a closure
+        that renders its allowed decisions in one frame from prepared locals; the
+        rest goes to the general renderer.
+        """
+        forms = self._raw if raw else self._text
+        general = partial(self._render, forms)
+        if self._usual and self._rule is not None:
+            return _single_rule_renderer(forms, self._rule, general)
+        return general
 
     def _render(self, forms: _Forms, decision: Decision, wall_now: float = 0.0) -> Any:
         d = forms.digits
@@ -246,6 +255,46 @@ class HeaderRenderer:
         if not decision.allowed:
             out.append((forms.retry_after, d % retry_after_seconds(decision.retry_after)))
         return out
+
+
+def _single_rule_renderer(
+    forms: _Forms, rule: Rule, general: Callable[[Decision, float], list[tuple[Any, Any]]]
+) -> Callable[[Decision, float], list[tuple[Any, Any]]]:
+    """The renderer of a single-rule route with the ``x-ratelimit`` and ``ietf`` families.
+
+    An allowed decision of that rule yields the same five pairs ``_render`` builds,
+    from closure locals; anything else (a denial, another rule's decision) goes to
+    ``general``. Each number is formatted once and joined into ``RateLimit``
+    (measured here: ``str(n)`` 80 ns, one ``"%d;t=%d"`` format of two numbers 260 ns,
+    joining ready texts 70-100 ns).
+    """
+    limit_pair = forms.only_limit_pair
+    capacity = forms.only_limit
+    policy_pair = forms.policy_pair
+    remaining_name, reset_name, ratelimit_name = forms.remaining, forms.reset, forms.ratelimit
+    head, t_sep = forms.only_head, forms.t_sep
+    if forms.raw:
+        number: Callable[[int], Any] = forms.digits.__mod__
+        join: Callable[[tuple[Any, ...]], Any] = b"".join
+    else:
+        number, join = str, "".join
+
+    def render(decision: Decision, wall_now: float = 0.0) -> list[tuple[Any, Any]]:
+        if not decision[0] or decision[5] is not rule or decision[1] != capacity:
+            return general(decision, wall_now)
+        remaining = decision[2]
+        remaining_text = number(remaining if type(remaining) is int else int(remaining))
+        reset_after = decision[3]
+        reset_text = number(_ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0)
+        return [
+            limit_pair,
+            (remaining_name, remaining_text),
+            (reset_name, reset_text),
+            policy_pair,
+            (ratelimit_name, join((head, remaining_text, t_sep, reset_text))),
+        ]
+
+    return render
 
 
 def _latin1(text: str) -> bytes:

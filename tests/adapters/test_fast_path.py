@@ -8,6 +8,7 @@ wrapper's de-duplication of headers the app set itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from typing import Any
 
@@ -124,6 +125,26 @@ def test_raw_headers_are_the_text_headers_encoded(styles: tuple[str, ...], reset
         raw = renderer.render_raw(decision, 1_700_000_000.25)
         assert raw == [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in text]
         assert {k for k, _ in raw} <= renderer.raw_names
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_single_rule_renderer_matches_the_general_one(raw: bool) -> None:
+    """The one-frame renderer of a single-rule route (the usual families) gives exactly
+    what the general renderer gives, for its own allowed decisions and everything else."""
+    rule = parse_rate("10/second; burst=40")
+    renderer = HeaderRenderer([rule], ("x-ratelimit", "ietf"))
+    fast = renderer.renderer(raw=raw)
+    general = functools.partial(renderer._render, renderer._raw if raw else renderer._text)
+    assert not isinstance(fast, functools.partial)  # the closure, not the general path
+    other = parse_rate("5/second; name=other")
+    cases = 0
+    for decided_by, limit, allowed, remaining, reset_after in itertools.product(
+        [rule, other, None], [40, 3], [True, False], [0, 7, 39, 12345, 7.0], [0.0, 1e-12, 1e-9, 0.4, 1.0, 59.99]
+    ):
+        decision = Decision(allowed, limit, remaining, reset_after, 2.5, decided_by)
+        assert fast(decision, 0.0) == general(decision, 0.0), decision
+        cases += 1
+    assert cases == 360
 
 
 def _app(headers: list[tuple[Any, Any]]) -> Any:

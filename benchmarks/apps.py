@@ -46,8 +46,38 @@ def _api_key_from(request: Any) -> str:
     return str(request.headers.get("x-api-key", "anonymous"))
 
 
+#: What ours adds to an allowed response of the bench route (x-ratelimit + ietf), fixed.
+FIXED_HEADERS = [
+    (b"x-ratelimit-limit", b"1000000000"),
+    (b"x-ratelimit-remaining", b"999999999"),
+    (b"x-ratelimit-reset", b"1"),
+    (b"ratelimit-policy", b'"10-per-second";q=1000000000;w=100000000'),
+    (b"ratelimit", b'"10-per-second";r=999999999;t=1'),
+]
+
+
+def _with_fixed_headers(app: Any) -> Any:
+    """A pure ASGI wrapper adding :data:`FIXED_HEADERS` to every response, and nothing else:
+    what sending our headers costs the server and the app, without any limiting."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        def send_with_headers(message: Any) -> Any:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *FIXED_HEADERS]
+            return send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return wrapped
+
+
 def starlette_app(variant: str, *, deny: bool = False, storage: str = "memory://") -> Any:
-    """``bare``, ``ours`` (RateLimitMiddleware on ``storage``) or ``slowapi``."""
+    """``bare``, ``bare-headers`` (bare plus our five headers, fixed, no limiting), ``ours``
+    (RateLimitMiddleware on ``storage``) or ``slowapi``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -82,6 +112,8 @@ def starlette_app(variant: str, *, deny: bool = False, storage: str = "memory://
 
         app.add_middleware(RateLimitMiddleware,  # type: ignore[arg-type]  # see benchmarks/README.md
                            policies=policies(limit), backend=storage)
+    elif variant == "bare-headers":
+        return _with_fixed_headers(app)
     elif variant != "bare":
         raise ValueError(f"unknown Starlette variant {variant!r}")
     return app

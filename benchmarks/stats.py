@@ -152,7 +152,12 @@ def timed(run: Callable[[], object]) -> float:
 def interleave(
     subjects: Sequence[tuple[Sample, Callable[[], float]]], repeats: int
 ) -> None:
-    """Run every ``measure()`` once per repeat, in turn, appending its value to its sample."""
-    for _ in range(repeats):
-        for sample, measure in subjects:
+    """Run every ``measure()`` once per repeat, in turn, appending its value to its sample.
+
+    Every other repeat runs the subjects in reverse order (ABC, CBA, ...): on a
+    machine whose speed drifts during a repeat (shared hosts do), a fixed order
+    would bill the drift to whichever subject always runs last.
+    """
+    for repeat in range(repeats):
+        for sample, measure in subjects if repeat % 2 == 0 else reversed(subjects):
             sample.values.append(measure())

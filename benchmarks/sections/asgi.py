@@ -3,7 +3,9 @@
 The same Starlette app (one ``GET /resource`` route answering ``ok``), driven
 directly through its ASGI callable, one request after another on one event loop.
 "Allowed" variants carry a limit nobody reaches; "429" variants carry ``1/hour``
-and a key the warm-up already spent, so every timed request is rejected.
+and a key the warm-up already spent, so every timed request is rejected. An info
+row adds our five headers with fixed values and no limiting: what the headers
+alone cost.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def run(ctx: Context) -> SectionResult:
     scopes = [http_scope(api_key="client-1")] * count
     variants: list[tuple[str, str, str, bool, int]] = [
         ("bare Starlette", "baseline", "bare", False, 200),
+        ("bare + our 5 headers, fixed", "info", "bare-headers", False, 200),
         ("ours, allowed", "ours", "ours", False, 200),
         ("ours, 429", "ours", "ours", True, 429),
         ("slowapi, allowed", "peer", "slowapi", False, 200),

@@ -1,8 +1,9 @@
 """Target 6: uvicorn (1 worker) under wrk, 32 connections: ours and slowapi vs bare.
 
-Five servers of the same Starlette app (``benchmarks/apps.py``) run side by side
-on free ports: bare, ours on memory, ours on Redis, slowapi on memory, slowapi on
-Redis. wrk (one thread, 32 connections) loads them in turn, repeat after repeat,
+Six servers of the same Starlette app (``benchmarks/apps.py``) run side by side
+on free ports: bare, bare plus the five headers ours sends (fixed values, no
+limiting: what the headers alone cost the server), ours on memory, ours on Redis,
+slowapi on memory, slowapi on Redis. wrk (one thread, 32 connections) loads them in turn, repeat after repeat,
 rotating ``X-API-Key`` over 1,000 clients. For ours on Redis the server's count
 of script-internal GETs is read around every run: the route has one limit, so
 each check reads one key, and one GET per request means no request was decided
@@ -40,6 +41,7 @@ def run(ctx: Context) -> SectionResult:
     result.notes.append(f"load generator: {tool}; {CONNECTIONS} connections, {KEYS:,} API keys round-robin")
     variants = [
         ("bare Starlette", "baseline", "bare", "memory://"),
+        ("bare + our 5 headers, fixed", "info", "bare-headers", "memory://"),
         ("ours, memory", "ours", "ours", "memory://"),
         ("ours, Redis", "ours", "ours", redis_url),
         ("slowapi, memory", "peer", "slowapi", "memory://"),

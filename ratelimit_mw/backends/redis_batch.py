@@ -37,6 +37,11 @@ from typing import Any, NamedTuple
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+try:  # redis[hiredis], our dependency: hiredis packs in C
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency; kept working without it
+    _hiredis_pack = None
+
 from ratelimit_mw.backends.redis_lua import Script, script_for_batch
 from ratelimit_mw.errors import BackendError
 
@@ -211,6 +216,23 @@ def _settle(batch: Sequence[_Check], replies: Any) -> None:
             check.future.set_result(reply)
 
 
+def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
+    """The command in RESP, packed by hiredis in C when the connection encodes as it does.
+
+    redis.asyncio packs in Python, one ``Encoder.encode`` call per argument: for a
+    batch of coalesced checks that cost ~7 us per check, measured in process with
+    32 requests in flight (cProfile). hiredis encodes ``str`` as UTF-8 and numbers
+    as their decimal text, which is redis-py's default ``Encoder``; a client set up
+    with another encoding keeps redis-py's packer.
+    """
+    encoder = getattr(conn, "encoder", None)
+    if _hiredis_pack is not None and getattr(encoder, "encoding", None) == "utf-8" and (
+        getattr(encoder, "encoding_errors", None) == "strict"
+    ):
+        return _hiredis_pack(args)
+    return conn.pack_command(*args)
+
+
 class OrderedChannel:
     """Commands written on ONE connection, answered in the order they were written.
 
@@ -252,7 +274,7 @@ class OrderedChannel:
                     pool = await self._get_pool()
                     conn = await pool.get_connection()
                     self._pool, self._conn = pool, conn
-                packed = conn.pack_command(*args)
+                packed = _pack(conn, args)
                 self._waiting.append(future)
                 await conn.send_packed_command(packed, check_health=False)
             except BaseException as exc:

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # redis[hiredis], our dependency: hiredis packs in C
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency; kept working without it

@@ -37,14 +37,14 @@ from typing import Any, NamedTuple
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+from ratelimit_mw.backends.redis_lua import Script, script_for_batch
+from ratelimit_mw.errors import BackendError
+
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # redis[hiredis], our dependency: hiredis packs in C
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency; kept working without it
     _hiredis_pack = None
-
-from ratelimit_mw.backends.redis_lua import Script, script_for_batch
-from ratelimit_mw.errors import BackendError
 
 __all__ = ["MAX_BATCH", "CheckCoalescer", "OrderedChannel"]
 

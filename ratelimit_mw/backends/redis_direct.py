@@ -76,31 +76,21 @@ class DirectCommands:
     def call(self, *args: Any) -> Any:
         """One command and its reply; an error reply raises ``ResponseError`` (the
         connection stays usable), any other failure raises the driver's exception."""
-        idle = self._idle
         try:
-            conn = idle.pop()
+            conn = self._idle.pop()
         except IndexError:
-            return self._fresh(args)
+            return self._send(self._pool.get_connection(), args)
         try:
-            conn.send_packed_command(conn.pack_command(*args))
-            reply = conn.read_response()
-        except ResponseError:
-            idle.append(conn)
-            raise
+            return self._send(conn, args)
         except RedisConnectionError:
             # Closed by the server while kept idle (a dead socket fails at once, it
             # does not time out): what the pool's readiness poll would have caught.
-            self._drop(conn)
-            return self._fresh(args)
-        except BaseException:
-            self._drop(conn)
-            raise
-        idle.append(conn)
-        return reply
+            # Sent again once, on a connection the pool checks before handing out.
+            return self._send(self._pool.get_connection(), args)
 
-    def _fresh(self, args: tuple[Any, ...]) -> Any:
-        """``call`` on a connection the pool hands out (checked by it; no retry)."""
-        conn = self._pool.get_connection()
+    def _send(self, conn: Any, args: tuple[Any, ...]) -> Any:
+        """``args`` on ``conn``; keeps the connection after a reply (an error reply
+        included), drops it after anything else."""
         try:
             conn.send_packed_command(conn.pack_command(*args))
             reply = conn.read_response()

@@ -73,7 +73,7 @@ Limits = Quota | Rule | str | Sequence[Rule | str]
 
 def _slot_id(scope: str, rule: Rule) -> str:
     """7 characters (42 bits) naming one (scope, rule): short keys save Redis memory
-    (``rl:{16-char hash}:7-char slot`` is 29 bytes, under an allocator step at 30)."""
+    (``rl:{2-char tag}14-char rest:7-char slot`` is 29 bytes, under an allocator step at 30)."""
     digest = blake2b(f"{scope}\0{rule.signature}".encode(), digest_size=6).digest()
     return b2a_base64(digest, newline=False).decode()[:7].replace("+", "-").replace("/", "_")
 
@@ -218,8 +218,16 @@ class Limiter:
         return self._hash(key)
 
     def storage_keys(self, key: str, quota: Quota) -> list[str]:
-        """Backend keys for ``key``: ``<prefix>:{<hash>}:<slot>``, one hash slot per client."""
-        head = f"{self.prefix}:{{{self._hash(key)}}}:"
+        """Backend keys for ``key``: ``<prefix>:{<tag>}<rest>:<slot>``, where ``tag`` and
+        ``rest`` are the first 2 and the last 14 characters of the client's hash.
+
+        The hash tag puts every key of a client in one Cluster slot. Time states
+        (gcra, token and leaky bucket) live as field ``rest`` of the shared hash
+        ``<prefix>:{<tag>}:<slot>`` (see ``backends/lua/state.lua``), so clients whose
+        hashes share a tag (1 in 4,096) share that hash.
+        """
+        hashed = self._hash(key)
+        head = f"{self.prefix}:{{{hashed[:2]}}}{hashed[2:]}:"
         return [head + slot for slot in quota.slots]
 
     # -- failure policy --------------------------------------------------------------

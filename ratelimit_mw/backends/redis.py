@@ -43,6 +43,7 @@ from ratelimit_mw.backends.redis_lua import (
     check_args,
     decode_hit,
     decode_peek,
+    locate,
     min_ttl_ms,
     script_for,
 )
@@ -272,9 +273,10 @@ class RedisBackend(Backend, AsyncBackend):
     def reset(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        client = self._sync_client()
+        pipe = self._sync_client().pipeline(transaction=False)
+        _reset_commands(pipe, keys)
         try:
-            client.delete(*keys)
+            pipe.execute()
         except _DRIVER_ERRORS as exc:
             raise _backend_error(exc) from exc
 
@@ -365,9 +367,10 @@ class RedisBackend(Backend, AsyncBackend):
     async def areset(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        client = await self._async_client()
+        pipe = (await self._async_client()).pipeline(transaction=False)
+        _reset_commands(pipe, keys)
         try:
-            await client.delete(*keys)
+            await pipe.execute()
         except _DRIVER_ERRORS as exc:
             raise _backend_error(exc) from exc
 
@@ -384,6 +387,16 @@ class RedisBackend(Backend, AsyncBackend):
                 if c is not None:
                     await _quiet_aclose(c)
         self.close()
+
+
+def _reset_commands(pipe: Any, keys: Sequence[str]) -> None:
+    """Forget ``keys``' states: window states are keys of their own, time states
+    fields of shared hashes (see ``redis_lua.locate``). The keys go first, so a
+    key that names its own hash (no tag) is gone before its field is looked for."""
+    for key in keys:  # one DEL per key: a Cluster pipeline refuses a multi-key DEL
+        pipe.delete(key)
+    for key in keys:
+        pipe.hdel(*locate(key))
 
 
 async def _aeval(call: Callable[..., Awaitable[Any]], args: list[Any], text: Script) -> Any:

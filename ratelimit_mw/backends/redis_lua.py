@@ -32,8 +32,8 @@ from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import BackendError, ConfigError
 
 __all__ = [
-    "LUA_FILES", "Script", "argv", "check_args", "decode_hit", "decode_peek", "min_ttl_ms", "rule_args", "script",
-    "script_for", "script_for_batch",
+    "LUA_FILES", "Script", "argv", "check_args", "decode_hit", "decode_peek", "locate", "min_ttl_ms", "rule_args",
+    "script", "script_for", "script_for_batch",
 ]
 
 #: Concatenation order: helpers, the algorithm mirrors, then the dispatcher.
@@ -47,6 +47,21 @@ LUA_FILES = (
     "sliding_log.lua",
     "check.lua",
 )
+
+def locate(key: str) -> tuple[str, str]:
+    """Where a time state of storage key ``key`` lives: (hash, field).
+
+    The mirror of ``locate`` in ``lua/state.lua``: ``p:{tag}rest:slot`` is field
+    ``rest`` (the text up to the next ``:``) of the hash ``p:{tag}:slot``; a key
+    without that shape is field ``""`` of a hash named like the key.
+    """
+    open_ = key.find("{")
+    close = key.find("}", open_ + 1) if open_ >= 0 else -1
+    colon = key.find(":", close + 1) if close >= 0 else -1
+    if colon < 0:
+        return key, ""
+    return key[: close + 1] + key[colon:], key[close + 1 : colon]
+
 
 #: Values per rule in a reply: allowed, remaining, reset_after, retry_after, delay.
 _FIELDS = 5

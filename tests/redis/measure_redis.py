@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from ratelimit_mw.backends.redis import RedisBackend
+from ratelimit_mw.backends.redis_lua import locate
 from ratelimit_mw.core.rates import parse_rate
 from ratelimit_mw.limiter import Limiter
 
@@ -45,16 +46,16 @@ def bytes_per_key(url: str, n: int = 12_000, limit: str = "10/hour") -> dict[str
         after = int(client.info("memory")["used_memory"])
         out[f"bytes_per_key_{fill}"] = round((after - before) / n, 1)
         key = limiter.storage_keys(f"{fill}-0", quota)[0]
-        out["memory_usage_one_key"] = client.memory_usage(key)
+        bucket, field = locate(key)  # a GCRA state is a field of a hash shared by its tag
+        out["memory_usage_one_hash"] = client.memory_usage(bucket)
+        out["fields_in_that_hash"] = client.hlen(bucket)
         out["key_example"] = key
         out["key_length"] = len(key)
-        out["value_encoding"] = client.object("encoding", key).decode()
-        out["value"] = client.get(key)
+        out["hash_encoding"] = client.object("encoding", bucket).decode()
+        out["value"] = client.hget(bucket, field)
         if fill == "first_fill":
-            for batch in range(0, n, 1000):
-                client.delete(
-                    *[limiter.storage_keys(f"{fill}-{i}", quota)[0] for i in range(batch, min(batch + 1000, n))]
-                )
+            for i in range(n):
+                limiter.reset(f"{fill}-{i}", quota)
     out["server"] = client.info("server").get("redis_version")
     out["allocator"] = client.info("memory").get("mem_allocator")
     limiter.close()

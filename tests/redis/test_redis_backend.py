@@ -24,7 +24,7 @@ import redis.asyncio
 from ratelimit_mw.backends.base import AsyncBackend, Backend
 from ratelimit_mw.backends.redis import RedisBackend, open_redis_backend
 from ratelimit_mw.backends.redis_connect import DEFAULT_TIMEOUT, ClientFactory, parse_backend_url
-from ratelimit_mw.backends.redis_lua import LUA_FILES, script
+from ratelimit_mw.backends.redis_lua import LUA_FILES, locate, script
 from ratelimit_mw.core.algorithms import step
 from ratelimit_mw.core.rates import ALGORITHMS, Rule, parse_rate
 from ratelimit_mw.errors import BackendError, ConfigError
@@ -50,8 +50,31 @@ ALL_RULES = list(RULES.values())
 
 
 def _keys(n: int, tag: str | None = None) -> list[str]:
+    """Keys in the Limiter's shape ``rl:{tag}rest:slot`` (one rule per slot), under a tag
+    of their own: time states land in the field ``c`` of the hash ``rl:{tag}:s<i>``."""
     tag = tag or uuid.uuid4().hex[:16]
-    return [f"rl:{{{tag}}}:s{i}" for i in range(n)]
+    return [f"rl:{{{tag}}}c:s{i}" for i in range(n)]
+
+
+#: Algorithms whose state is one time, kept as a field of a shared hash.
+TIME_ALGORITHMS = ("gcra", "token_bucket", "leaky_bucket")
+
+
+def _stored(keys: list[str], rules: list[Rule]) -> list[str]:
+    """The Redis keys that hold ``keys``' states: the shared hash for a time state,
+    the key itself for a window state."""
+    return [locate(k)[0] if r.algorithm in TIME_ALGORITHMS else k for k, r in zip(keys, rules, strict=True)]
+
+
+def _lifetime_ms(rule: Rule) -> int:
+    """The longest a state of ``rule`` can live: what its hash's TTL is set to."""
+    if rule.algorithm == "token_bucket":
+        longest = rule.capacity * rule.interval
+    elif rule.algorithm == "leaky_bucket":
+        longest = rule.tolerance + rule.interval
+    else:
+        longest = rule.tolerance
+    return math.ceil((longest + 1e-6) * 1000) + 1
 
 
 @pytest.fixture
@@ -364,6 +387,9 @@ def test_restart_empty_then_works(fresh_redis_server: RedisServer) -> None:
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_key_gets_the_step_ttl(backend: RedisBackend, client: redis.Redis, algorithm: str) -> None:
+    """A window state's key expires when the state is fresh again; a time state's
+    shared hash lives as long as the longest state of its rule can, so it outlives
+    every field in it."""
     rule = RULES[algorithm]
     keys = _keys(1)
     now = 1_700_000_005.0  # explicit, so the expected TTL is exact (and mid-window)
@@ -373,9 +399,17 @@ def test_every_key_gets_the_step_ttl(backend: RedisBackend, client: redis.Redis,
         assert backend.hit(keys, [rule], cost, now).allowed
         state = s.state
         expected_ms = math.ceil(s.ttl * 1000)
-        pttl = client.pttl(keys[0])
-        assert 0 < pttl <= expected_ms
-        assert pttl >= expected_ms - 500  # generous: only this test's own latency elapsed
+        if algorithm in TIME_ALGORITHMS:
+            bucket, field = locate(keys[0])
+            assert client.hexists(bucket, field)
+            assert not client.exists(keys[0])
+            pttl = client.pttl(bucket)
+            assert expected_ms - 500 <= pttl <= _lifetime_ms(rule)
+            assert _lifetime_ms(rule) - 500 <= pttl
+        else:
+            pttl = client.pttl(keys[0])
+            assert 0 < pttl <= expected_ms
+            assert pttl >= expected_ms - 500  # generous: only this test's own latency elapsed
 
 
 def test_keys_expire_when_states_are_fresh_again(backend: RedisBackend, client: redis.Redis) -> None:
@@ -390,42 +424,92 @@ def test_keys_expire_when_states_are_fresh_again(backend: RedisBackend, client: 
         parse_rate("3/0.5s", "sliding_log"),
     ]
     keys = _keys(len(fast))
+    stored = _stored(keys, fast)
     assert backend.hit(keys, fast, 1, None).allowed
     # window keys written near a window edge may already be gone (-2); a key without
-    # a TTL (-1) would fail. The bucket keys live a full 500 ms.
-    assert all(ttl == -2 or 0 < ttl <= 1000 for ttl in (client.pttl(k) for k in keys))
-    assert client.exists(*keys[:3]) == 3
+    # a TTL (-1) would fail. The bucket hashes live a full 1,000 ms at most.
+    assert all(ttl == -2 or 0 < ttl <= 1002 for ttl in (client.pttl(k) for k in stored))
+    assert client.exists(*stored[:3]) == 3
     deadline = time.monotonic() + 3.0
-    while client.exists(*keys) and time.monotonic() < deadline:
+    while client.exists(*stored) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert client.exists(*keys) == 0
+    assert client.exists(*stored) == 0
 
 
 def test_no_write_without_cost_or_admission(backend: RedisBackend, client: redis.Redis) -> None:
     keys = _keys(len(ALL_RULES))
+    stored = _stored(keys, ALL_RULES)
     backend.hit(keys, ALL_RULES, 0, None)
     backend.peek(keys, ALL_RULES, None)
-    assert client.exists(*keys) == 0
+    assert client.exists(*stored) == 0
     backend.hit(keys, ALL_RULES, 100, None)  # denied by every rule
-    assert client.exists(*keys) == 0
+    assert client.exists(*stored) == 0
+    backend.hit(keys, ALL_RULES, 1, None)  # the same names hold the states once written
+    assert client.exists(*stored) == len(ALL_RULES)
 
 
-def test_gcra_state_is_one_integer_encoded_string(backend: RedisBackend, client: redis.Redis) -> None:
-    """Server-time TATs are stored as whole 2**-22 s: Redis keeps them in the object header."""
+def test_gcra_state_is_an_integer_in_a_compact_hash(backend: RedisBackend, client: redis.Redis) -> None:
+    """Server-time TATs are stored as whole 2**-22 s, as fields of a listpack hash."""
     keys = _keys(2)
     backend.hit(keys[:1], [RULES["gcra"]], 1, None)
-    assert client.object("encoding", keys[0]) == b"int"
+    bucket, field = locate(keys[0])
+    assert client.object("encoding", bucket) == b"listpack"
+    value = client.hget(bucket, field)
+    assert value is not None and value.isdigit()
     # fake-clock values that are not whole 2**-22 s use the exact text fallback
     backend.hit(keys[1:], [RULES["gcra"]], 1, 1_000_000.1)
-    value = client.get(keys[1])
+    value = client.hget(*locate(keys[1]))
     assert isinstance(value, bytes) and value.startswith(b"f")
+
+
+def test_clients_share_a_hash_and_stale_fields_are_swept(redis_url: str, client: redis.Redis) -> None:
+    """Clients whose keys share a tag share one hash per rule. When a new field brings
+    it to 16 (then 32, 64...) fields, the fields whose states are fresh again go."""
+    backend = RedisBackend(redis_url, min_ttl=60, **RELAXED)  # a fake clock: keep the hash a minute
+    rule = parse_rate("1/second", "gcra")  # a state is fresh again 1 s after its hit
+    keys = [f"rl:{{sw}}client{i:02d}:s0" for i in range(40)]
+    bucket = locate(keys[0])[0]
+    assert all(locate(k)[0] == bucket for k in keys)
+    for key in keys[:15]:
+        assert backend.hit([key], [rule], 1, 1000.0).allowed
+    assert client.hlen(bucket) == 15
+    assert not backend.hit([keys[0]], [rule], 1, 1000.5).allowed  # live: its field counts
+    assert backend.hit([keys[15]], [rule], 1, 1000.5).allowed  # the 16th field: a sweep, nothing stale
+    assert client.hlen(bucket) == 16
+    for key in keys[16:31]:  # at 1002.0 the first 16 states are fresh again
+        assert backend.hit([key], [rule], 1, 1002.0).allowed
+    assert client.hlen(bucket) == 31
+    assert backend.hit([keys[31]], [rule], 1, 1002.0).allowed  # the 32nd: the 16 stale ones go
+    assert client.hlen(bucket) == 16
+    assert set(client.hkeys(bucket)) == {locate(k)[1].encode() for k in keys[16:32]}
+    assert backend.hit([keys[0]], [rule], 1, 1002.0).allowed  # a swept client starts fresh
+    backend.close()
+
+
+def test_locate_mirrors_the_script(redis_url: str, client: redis.Redis) -> None:
+    """The hash and field Python computes (reset, tests) are the ones the script writes."""
+    backend = RedisBackend(redis_url, **RELAXED)
+    limiter = Limiter(backend)
+    quota = limiter.quota("5/minute", scope="GET /x")
+    for prefix in ("rl", "app:rl", "a:b:c"):
+        key = Limiter(redis_url, prefix=prefix).storage_keys("someone", quota)[0]
+        assert key.startswith(prefix + ":{") and len(key) == len(prefix) + 27
+        assert backend.hit([key], list(quota.rules), 1, None).allowed
+        assert client.hexists(*locate(key)), key
+    assert locate("no-tag:x") == ("no-tag:x", "")
+    backend.close()
 
 
 def test_reset_deletes(backend: RedisBackend, client: redis.Redis) -> None:
     keys = _keys(len(ALL_RULES))
+    stored = _stored(keys, ALL_RULES)
+    other = _keys(len(ALL_RULES))  # another client: must keep its states
     backend.hit(keys, ALL_RULES, 1, None)
+    backend.hit(other, ALL_RULES, 1, None)
+    assert client.exists(*stored) == len(ALL_RULES)
     backend.reset(keys)
-    assert client.exists(*keys) == 0
+    assert client.exists(*stored) == 0
+    assert client.exists(*_stored(other, ALL_RULES)) == len(ALL_RULES)
     backend.reset([])
 
     async def main() -> None:
@@ -435,7 +519,18 @@ def test_reset_deletes(backend: RedisBackend, client: redis.Redis) -> None:
         await backend.aclose()
 
     asyncio.run(main())
-    assert client.exists(*keys) == 0
+    assert client.exists(*stored) == 0
+
+
+def test_reset_keeps_the_other_fields_of_a_shared_hash(backend: RedisBackend, client: redis.Redis) -> None:
+    rule = [RULES["gcra"]]
+    mine, theirs = ["rl:{sh}mine:s0"], ["rl:{sh}theirs:s0"]
+    backend.hit(mine, rule, 1, None)
+    backend.hit(theirs, rule, 1, None)
+    backend.reset(mine)
+    assert not client.hexists(*locate(mine[0]))
+    assert client.hexists(*locate(theirs[0]))
+    assert backend.hit(mine, rule, 1, None).remaining == RULES["gcra"].capacity - 1  # whole again
 
 
 # -- round trips and clients -------------------------------------------------------
@@ -455,7 +550,8 @@ def test_one_evalsha_per_request(backend: RedisBackend, client: redis.Redis) -> 
         backend.hit(keys, ALL_RULES, 1, None)
     stats = _commandstats(client)
     assert stats.pop("evalsha") == n
-    inside = {"time", "get", "set", "del", "llen", "lindex", "ltrim", "rpush", "pexpire"}
+    inside = {"time", "get", "set", "del", "llen", "lindex", "ltrim", "rpush", "pexpire", "hget", "hset", "hdel",
+              "hlen", "hgetall"}
     outside = {name: calls for name, calls in stats.items() if name not in inside | {"info", "config|resetstat"}}
     assert outside == {}, f"round trips other than EVALSHA: {outside}"
 

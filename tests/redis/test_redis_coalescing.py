@@ -49,7 +49,9 @@ CHECKS = [(f"client-{i % 5}", QUOTAS[i % len(QUOTAS)], 1 + (i % 7 == 3)) for i i
 
 
 def _keys(quota_index: int, client: str, rules: Sequence[Rule]) -> list[str]:
-    return [f"t:{{{client}}}:{quota_index}:{i}" for i in range(len(rules))]
+    # the Limiter's shape, one rule per slot: clients with the same first character
+    # share one hash per rule for time states
+    return [f"t:{{{client[:1]}}}{client}:{quota_index}-{i}" for i in range(len(rules))]
 
 
 async def _burst(backend: RedisBackend, now: float | None) -> list[Decision]:

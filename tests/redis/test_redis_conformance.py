@@ -70,7 +70,8 @@ def _trace(t0: float, unit: float, trace: list[tuple[int, int, int]]) -> list[tu
 
 
 def _keys(run: str, client: int, n: int) -> list[str]:
-    return [f"conf:{{{run}-{client}}}:{i}" for i in range(n)]
+    # the Limiter's shape: the clients of a run share one hash per rule for time states
+    return [f"conf:{{{run}}}c{client}:{i}" for i in range(n)]
 
 
 def _same(actual: Decision, expected: Decision, where: str) -> None:

@@ -13,7 +13,7 @@ import redis.cluster
 
 from ratelimit_mw.backends.redis import RedisBackend
 from ratelimit_mw.backends.redis_connect import ClientFactory
-from ratelimit_mw.backends.redis_lua import script_for
+from ratelimit_mw.backends.redis_lua import locate, script_for
 from ratelimit_mw.core.rates import parse_rate
 from ratelimit_mw.limiter import Limiter
 from tests.support.redis_servers import RedisCluster, RedisSentinel
@@ -81,15 +81,19 @@ def test_cluster_keys_spread_over_every_master(
     redis_cluster_url: str, cluster_client: redis.cluster.RedisCluster
 ) -> None:
     limiter = Limiter(redis_cluster_url, **RELAXED)
+    stored: set[str] = set()
     for i in range(120):
         assert not limiter.check(f"user-{i}", TWO_LIMITS, scope="GET /z").degraded
+        gcra_key, log_key = limiter.storage_keys(f"user-{i}", limiter.quota(TWO_LIMITS, "GET /z"))
+        stored.add(locate(gcra_key)[0])  # a time state: a field of the hash its tag (1 in 4,096) shares
+        stored.add(log_key)  # a sliding log: a key of its own
     limiter.close()
     per_master: Counter[str] = Counter()
     for node in cluster_client.get_primaries():  # type: ignore[no-untyped-call]
         per_master[node.name] = cluster_client.dbsize(target_nodes=node)
     assert len(per_master) == 3
     assert all(n > 0 for n in per_master.values()), per_master
-    assert sum(per_master.values()) == 240
+    assert sum(per_master.values()) == len(stored) > 200
 
 
 def test_cluster_script_flush_on_every_master_reloads(redis_cluster: RedisCluster, redis_cluster_url: str) -> None:

@@ -77,7 +77,7 @@ end
 local function hit_one(algo, key, now, a, b, cost, min_ms)
   local ok, state, remaining, reset_after, retry_after, ttl, delay = algo.step(algo.load(key), now, a, b, cost)
   if ok and cost ~= 0 then
-    algo.store(key, state, ttl, min_ms)
+    algo.store(key, state, ttl, min_ms, now, a, b)
   end
   return {ok and 1 or 0, remaining, float_out(reset_after), float_out(retry_after), float_out(delay)}
 end
@@ -114,7 +114,7 @@ local function run(h, k0)
   end
   if all_ok and cost ~= 0 then
     for i = 1, n do
-      algos[i].store(KEYS[k0 + i], new_states[i], ttls[i], h.min_ms)
+      algos[i].store(KEYS[k0 + i], new_states[i], ttls[i], h.min_ms, now, pa[i], pb[i])
     end
   end
   return out

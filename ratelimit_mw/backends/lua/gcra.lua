@@ -18,4 +18,13 @@ local function gcra(state, now, interval, tolerance, cost)
   return true, new_tat, remaining, ahead, 0, ahead, 0
 end
 
-ALGORITHMS.gcra = {step = gcra, load = load_time, store = store_time}
+-- A state lives at most tolerance (+ EPS); it is fresh again at its own time.
+local function gcra_lifetime(interval, tolerance)
+  return tolerance + EPS
+end
+
+local function tat_expiry(state, a, b)
+  return state
+end
+
+ALGORITHMS.gcra = {step = gcra, load = load_time, store = time_store(gcra_lifetime, tat_expiry)}

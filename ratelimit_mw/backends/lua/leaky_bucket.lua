@@ -20,4 +20,15 @@ local function leaky_bucket(state, now, interval, max_delay, cost)
   return true, drained, max(remaining, 0), ahead, 0, ahead, delay
 end
 
-ALGORITHMS.leaky_bucket = {step = leaky_bucket, load = load_time, store = store_time}
+-- A state lives at most max_delay + interval (+ EPS); it is fresh again at its own time.
+local function leaky_bucket_lifetime(interval, max_delay)
+  return max_delay + interval + EPS
+end
+
+local function leaky_bucket_expiry(state, a, b)
+  return state
+end
+
+ALGORITHMS.leaky_bucket = {
+  step = leaky_bucket, load = load_time, store = time_store(leaky_bucket_lifetime, leaky_bucket_expiry),
+}

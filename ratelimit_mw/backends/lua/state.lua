@@ -46,22 +46,86 @@ local function ttl_ms(ttl, min_ms)
   return max(ceil(ttl * 1000), min_ms)
 end
 
--- One float per key (gcra, token_bucket, leaky_bucket).
+-- Time states (gcra, token_bucket, leaky_bucket: one float each) live as fields
+-- of shared hashes, not as keys of their own. A key 'p:{tag}rest:slot' names
+-- field 'rest' of the hash 'p:{tag}:slot': every client whose hash starts with
+-- the same tag shares one hash per rule (same hash tag: same Cluster slot). A
+-- small hash is stored as one compact listpack, so a client costs its field and
+-- value, ~26 bytes, instead of a key, its object and its expiry entry (~131 bytes
+-- on Redis 7.0). Redis 7.0 has no per-field expiry, so:
+--   * the hash expires after the longest life a state of its rule can have,
+--     counted from its latest write (all its fields share the rule), so it outlives
+--     every field and an idle hash is gone like an idle key;
+--   * stale fields are swept when a new field brings the hash to 16, 32, 64...
+--     fields: every state of the rule says when it is fresh again, so the sweep
+--     drops exactly the fields a reader would treat as missing. Between sweeps a
+--     hash holds at most about as many stale fields as live ones.
+local find = string.find
+local located, located_bucket, located_field = nil, nil, nil
+
+-- 'p:{tag}rest:slot' -> 'p:{tag}:slot', 'rest' (rest never holds a ':'); a key
+-- without that shape is field '' of a hash named like the key. The last answer is
+-- kept: a check locates each key twice (load, then store).
+local function locate(key)
+  if key == located then
+    return located_bucket, located_field
+  end
+  local open = find(key, '{', 1, true)
+  local close = open and find(key, '}', open + 1, true)
+  local colon = close and find(key, ':', close + 1, true)
+  if colon == nil then
+    located, located_bucket, located_field = key, key, ''
+  else
+    located, located_bucket, located_field = key, sub(key, 1, close) .. sub(key, colon), sub(key, close + 1, colon - 1)
+  end
+  return located_bucket, located_field
+end
+
 local function load_time(key)
-  local v = redis.call('GET', key)
+  local bucket, field = locate(key)
+  local v = redis.call('HGET', bucket, field)
   if v then
     return decode_time(v)
   end
   return nil
 end
 
-local function store_time(key, state, ttl, min_ms)
-  local ms = ttl_ms(ttl, min_ms)
-  if ms > 0 then
-    redis.call('SET', key, encode_time(state), 'PX', ms)
-  else
-    -- Step.ttl <= 0: the state is already indistinguishable from fresh
-    redis.call('DEL', key)
+local function sweep(bucket, now, a, b, expiry)
+  local n = redis.call('HLEN', bucket)
+  local size = 16
+  while size < n do
+    size = size * 2
+  end
+  if size ~= n then
+    return
+  end
+  local all = redis.call('HGETALL', bucket)
+  local stale = {}
+  for i = 1, #all, 2 do
+    if expiry(decode_time(all[i + 1]), a, b) <= now then
+      stale[#stale + 1] = all[i]
+    end
+  end
+  if #stale > 0 then
+    redis.call('HDEL', bucket, unpack(stale))
+  end
+end
+
+-- The store of a time algorithm. lifetime(a, b): the longest ttl its step can
+-- return for the rule; expiry(state, a, b): when a state is fresh again (the
+-- mirror of EXPIRY_FUNCTIONS in ratelimit_mw/core/algorithms.py).
+local function time_store(lifetime, expiry)
+  return function(key, state, ttl, min_ms, now, a, b)
+    local bucket, field = locate(key)
+    if ttl_ms(ttl, min_ms) <= 0 then
+      -- Step.ttl <= 0: the state is already indistinguishable from fresh
+      redis.call('HDEL', bucket, field)
+      return
+    end
+    if redis.call('HSET', bucket, field, encode_time(state)) == 1 then
+      sweep(bucket, now, a, b, expiry)
+    end
+    redis.call('PEXPIRE', bucket, ttl_ms(lifetime(a, b), min_ms) + 1)
   end
 end
 

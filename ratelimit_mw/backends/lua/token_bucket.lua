@@ -22,4 +22,15 @@ local function token_bucket(state, now, interval, capacity, cost)
   return true, now - tokens * interval, floor(tokens + EPS / interval), refill, 0, refill, 0
 end
 
-ALGORITHMS.token_bucket = {step = token_bucket, load = load_time, store = store_time}
+-- A state lives at most capacity * interval (+ EPS); the bucket is full again then.
+local function token_bucket_lifetime(interval, capacity)
+  return capacity * interval + EPS
+end
+
+local function token_bucket_expiry(state, interval, capacity)
+  return state + capacity * interval
+end
+
+ALGORITHMS.token_bucket = {
+  step = token_bucket, load = load_time, store = time_store(token_bucket_lifetime, token_bucket_expiry),
+}

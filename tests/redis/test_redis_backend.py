@@ -486,6 +486,20 @@ def test_clients_share_a_hash_and_stale_fields_are_swept(redis_url: str, client:
     backend.close()
 
 
+def test_a_large_sweep_removes_every_stale_field(redis_url: str, client: redis.Redis) -> None:
+    """More stale fields than one HDEL takes at once (the script deletes in slices)."""
+    backend = RedisBackend(redis_url, min_ttl=60, **RELAXED)
+    rule = parse_rate("1/second", "gcra")
+    keys = [f"rl:{{big}}c{i:05d}:s0" for i in range(2048)]
+    bucket = locate(keys[0])[0]
+    for key in keys[:1500]:
+        backend.hit([key], [rule], 1, 1000.0)
+    for key in keys[1500:]:  # at 1002.0 the first 1,500 are stale; the 2,048th field sweeps them
+        backend.hit([key], [rule], 1, 1002.0)
+    assert client.hlen(bucket) == 2048 - 1500
+    backend.close()
+
+
 def test_locate_mirrors_the_script(redis_url: str, client: redis.Redis) -> None:
     """The hash and field Python computes (reset, tests) are the ones the script writes."""
     backend = RedisBackend(redis_url, **RELAXED)

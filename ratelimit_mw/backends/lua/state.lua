@@ -106,8 +106,8 @@ local function sweep(bucket, now, a, b, expiry)
       stale[#stale + 1] = all[i]
     end
   end
-  if #stale > 0 then
-    redis.call('HDEL', bucket, unpack(stale))
+  for i = 1, #stale, 1000 do  -- in slices: unpack() is bounded by Lua's C stack
+    redis.call('HDEL', bucket, unpack(stale, i, math.min(i + 999, #stale)))
   end
 end
 

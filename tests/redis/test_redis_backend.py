@@ -66,15 +66,24 @@ def _stored(keys: list[str], rules: list[Rule]) -> list[str]:
     return [locate(k)[0] if r.algorithm in TIME_ALGORITHMS else k for k, r in zip(keys, rules, strict=True)]
 
 
+def _states(client: redis.Redis, keys: list[str], rules: list[Rule]) -> int:
+    """How many of ``keys`` hold a state (a hash field for a time state, else a key)."""
+    return sum(
+        bool(client.hexists(*locate(k)) if r.algorithm in TIME_ALGORITHMS else client.exists(k))
+        for k, r in zip(keys, rules, strict=True)
+    )
+
+
 def _lifetime_ms(rule: Rule) -> int:
-    """The longest a state of ``rule`` can live: what its hash's TTL is set to."""
+    """Twice the longest a state of ``rule`` can live: what its hash's TTL is set to
+    when it is armed (see ``lua/state.lua``)."""
     if rule.algorithm == "token_bucket":
         longest = rule.capacity * rule.interval
     elif rule.algorithm == "leaky_bucket":
         longest = rule.tolerance + rule.interval
     else:
         longest = rule.tolerance
-    return math.ceil((longest + 1e-6) * 1000) + 1
+    return math.ceil(2 * (longest + 1e-6) * 1000) + 1
 
 
 @pytest.fixture
@@ -427,10 +436,11 @@ def test_keys_expire_when_states_are_fresh_again(backend: RedisBackend, client: 
     stored = _stored(keys, fast)
     assert backend.hit(keys, fast, 1, None).allowed
     # window keys written near a window edge may already be gone (-2); a key without
-    # a TTL (-1) would fail. The bucket hashes live a full 1,000 ms at most.
-    assert all(ttl == -2 or 0 < ttl <= 1002 for ttl in (client.pttl(k) for k in stored))
+    # a TTL (-1) would fail. The bucket hashes live twice their states' longest life,
+    # here 1 or 2 s.
+    assert all(ttl == -2 or 0 < ttl <= 2002 for ttl in (client.pttl(k) for k in stored))
     assert client.exists(*stored[:3]) == 3
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 6.0
     while client.exists(*stored) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert client.exists(*stored) == 0
@@ -470,20 +480,46 @@ def test_clients_share_a_hash_and_stale_fields_are_swept(redis_url: str, client:
     keys = [f"rl:{{sw}}client{i:02d}:s0" for i in range(40)]
     bucket = locate(keys[0])[0]
     assert all(locate(k)[0] == bucket for k in keys)
-    for key in keys[:15]:
+    for key in keys[:14]:  # the hash holds their fields and '~' (when it was last armed)
         assert backend.hit([key], [rule], 1, 1000.0).allowed
     assert client.hlen(bucket) == 15
     assert not backend.hit([keys[0]], [rule], 1, 1000.5).allowed  # live: its field counts
-    assert backend.hit([keys[15]], [rule], 1, 1000.5).allowed  # the 16th field: a sweep, nothing stale
+    assert backend.hit([keys[14]], [rule], 1, 1000.5).allowed  # 16 fields: a sweep, nothing stale
     assert client.hlen(bucket) == 16
-    for key in keys[16:31]:  # at 1002.0 the first 16 states are fresh again
+    for key in keys[15:30]:  # at 1002.0 the first 15 states are fresh again
         assert backend.hit([key], [rule], 1, 1002.0).allowed
     assert client.hlen(bucket) == 31
-    assert backend.hit([keys[31]], [rule], 1, 1002.0).allowed  # the 32nd: the 16 stale ones go
-    assert client.hlen(bucket) == 16
-    assert set(client.hkeys(bucket)) == {locate(k)[1].encode() for k in keys[16:32]}
+    assert backend.hit([keys[30]], [rule], 1, 1002.0).allowed  # 32 fields: the 15 stale ones go
+    assert client.hlen(bucket) == 17
+    assert set(client.hkeys(bucket)) == {b"~"} | {locate(k)[1].encode() for k in keys[15:31]}
     assert backend.hit([keys[0]], [rule], 1, 1002.0).allowed  # a swept client starts fresh
     backend.close()
+
+
+def test_a_busy_hash_is_rearmed_once_per_longest_state_life(backend: RedisBackend, client: redis.Redis) -> None:
+    """A write sets the hash to expire after twice the rule's longest state life (M),
+    noting its time in '~'; writes within M after that need no PEXPIRE, the next one does."""
+    rule = parse_rate("10/second; burst=100", "gcra")  # M = tolerance = 10 s
+    keys = [[f"rl:{{arm}}c{i}:s0"] for i in range(4)]
+    bucket = locate(keys[0][0])[0]
+
+    def pexpires(now: float, key: list[str]) -> int:
+        client.config_resetstat()
+        assert backend.hit(key, [rule], 1, now).allowed
+        return int(client.info("commandstats").get("cmdstat_pexpire", {}).get("calls", 0))
+
+    assert pexpires(1000.0, keys[0]) == 1  # a new hash: armed
+    assert 19_000 < client.pttl(bucket) <= _lifetime_ms(rule)
+    assert pexpires(1005.0, keys[1]) == 0  # 5 s later: its state ends before the hash does
+    assert pexpires(1009.9, keys[0]) == 0
+    assert pexpires(1010.5, keys[2]) == 1  # more than M since: re-armed
+    assert decode_time_field(client.hget(bucket, "~")) == 1010.5
+    assert pexpires(1000.0, keys[3]) == 1  # a clock behind the note: re-armed, never trusted
+
+
+def decode_time_field(raw: bytes | None) -> float:
+    assert raw is not None
+    return float(raw[1:]) if raw.startswith(b"f") else int(raw) / 4194304
 
 
 def test_a_large_sweep_removes_every_stale_field(redis_url: str, client: redis.Redis) -> None:
@@ -494,7 +530,7 @@ def test_a_large_sweep_removes_every_stale_field(redis_url: str, client: redis.R
     bucket = locate(keys[0])[0]
     for key in keys[:1500]:
         backend.hit([key], [rule], 1, 1000.0)
-    for key in keys[1500:]:  # at 1002.0 the first 1,500 are stale; the 2,048th field sweeps them
+    for key in keys[1500:2047]:  # at 1002.0 the first 1,500 are stale; field 2,048 (with '~') sweeps
         backend.hit([key], [rule], 1, 1002.0)
     assert client.hlen(bucket) == 2048 - 1500
     backend.close()
@@ -520,10 +556,10 @@ def test_reset_deletes(backend: RedisBackend, client: redis.Redis) -> None:
     other = _keys(len(ALL_RULES))  # another client: must keep its states
     backend.hit(keys, ALL_RULES, 1, None)
     backend.hit(other, ALL_RULES, 1, None)
-    assert client.exists(*stored) == len(ALL_RULES)
+    assert _states(client, keys, ALL_RULES) == len(ALL_RULES)
     backend.reset(keys)
-    assert client.exists(*stored) == 0
-    assert client.exists(*_stored(other, ALL_RULES)) == len(ALL_RULES)
+    assert _states(client, keys, ALL_RULES) == 0
+    assert _states(client, other, ALL_RULES) == len(ALL_RULES)
     backend.reset([])
 
     async def main() -> None:
@@ -533,7 +569,9 @@ def test_reset_deletes(backend: RedisBackend, client: redis.Redis) -> None:
         await backend.aclose()
 
     asyncio.run(main())
-    assert client.exists(*stored) == 0
+    assert _states(client, keys, ALL_RULES) == 0
+    # what is left of the client's time states: their hashes' '~' notes, which expire
+    assert all(client.hkeys(h) == [b"~"] for h in stored[:3])
 
 
 def test_reset_keeps_the_other_fields_of_a_shared_hash(backend: RedisBackend, client: redis.Redis) -> None:
@@ -564,7 +602,7 @@ def test_one_evalsha_per_request(backend: RedisBackend, client: redis.Redis) -> 
         backend.hit(keys, ALL_RULES, 1, None)
     stats = _commandstats(client)
     assert stats.pop("evalsha") == n
-    inside = {"time", "get", "set", "del", "llen", "lindex", "ltrim", "rpush", "pexpire", "hget", "hset", "hdel",
+    inside = {"time", "get", "set", "del", "llen", "lindex", "ltrim", "rpush", "pexpire", "hmget", "hset", "hdel",
               "hlen", "hgetall"}
     outside = {name: calls for name, calls in stats.items() if name not in inside | {"info", "config|resetstat"}}
     assert outside == {}, f"round trips other than EVALSHA: {outside}"

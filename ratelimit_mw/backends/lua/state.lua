@@ -53,15 +53,18 @@ end
 -- small hash is stored as one compact listpack, so a client costs its field and
 -- value, ~26 bytes, instead of a key, its object and its expiry entry (~131 bytes
 -- on Redis 7.0). Redis 7.0 has no per-field expiry, so:
---   * the hash expires after the longest life a state of its rule can have,
---     counted from its latest write (all its fields share the rule), so it outlives
---     every field and an idle hash is gone like an idle key;
+--   * with M the longest life a state of the hash's rule can have (its fields
+--     share the rule; min_ttl included), a write at time t sets the hash to expire
+--     at t + 2M and notes t in the field '~'; a later write at most M after that
+--     needs no PEXPIRE (its state lives at most M: it ends before the hash does),
+--     so a busy hash is re-armed once per M, and an idle one is gone like a key;
 --   * stale fields are swept when a new field brings the hash to 16, 32, 64...
 --     fields: every state of the rule says when it is fresh again, so the sweep
 --     drops exactly the fields a reader would treat as missing. Between sweeps a
 --     hash holds at most about as many stale fields as live ones.
 local find = string.find
 local located, located_bucket, located_field = nil, nil, nil
+local armed = {}  -- hash -> the time noted in its '~' field, or false (read by load_time)
 
 -- 'p:{tag}rest:slot' -> 'p:{tag}:slot', 'rest' (rest never holds a ':'); a key
 -- without that shape is field '' of a hash named like the key. The last answer is
@@ -83,9 +86,10 @@ end
 
 local function load_time(key)
   local bucket, field = locate(key)
-  local v = redis.call('HGET', bucket, field)
-  if v then
-    return decode_time(v)
+  local got = redis.call('HMGET', bucket, field, '~')
+  armed[bucket] = got[2] and decode_time(got[2]) or false
+  if got[1] then
+    return decode_time(got[1])
   end
   return nil
 end
@@ -102,7 +106,7 @@ local function sweep(bucket, now, a, b, expiry)
   local all = redis.call('HGETALL', bucket)
   local stale = {}
   for i = 1, #all, 2 do
-    if expiry(decode_time(all[i + 1]), a, b) <= now then
+    if all[i] ~= '~' and expiry(decode_time(all[i + 1]), a, b) <= now then
       stale[#stale + 1] = all[i]
     end
   end
@@ -122,10 +126,22 @@ local function time_store(lifetime, expiry)
       redis.call('HDEL', bucket, field)
       return
     end
-    if redis.call('HSET', bucket, field, encode_time(state)) == 1 then
+    local longest = max(lifetime(a, b), min_ms / 1000)
+    local since = armed[bucket]  -- nil: not loaded in this call (then the hash is re-armed)
+    local added
+    if since and now - since <= longest and now >= since then
+      added = redis.call('HSET', bucket, field, encode_time(state))
+    else
+      added = redis.call('HSET', bucket, field, encode_time(state), '~', encode_time(now))
+      if not since then  -- '~' was new too (or unknown: then a sweep may wait a field)
+        added = added - 1
+      end
+      redis.call('PEXPIRE', bucket, ceil(2 * longest * 1000) + 1)
+      armed[bucket] = now
+    end
+    if added == 1 then
       sweep(bucket, now, a, b, expiry)
     end
-    redis.call('PEXPIRE', bucket, ttl_ms(lifetime(a, b), min_ms) + 1)
   end
 end
 

@@ -23,8 +23,4 @@ local function gcra_lifetime(interval, tolerance)
   return tolerance + EPS
 end
 
-local function tat_expiry(state, a, b)
-  return state
-end
-
-ALGORITHMS.gcra = {step = gcra, load = load_time, store = time_store(gcra_lifetime, tat_expiry)}
+ALGORITHMS.gcra = {step = gcra, load = load_time, store = time_store(gcra_lifetime, own_time)}

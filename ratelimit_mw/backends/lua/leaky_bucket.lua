@@ -25,10 +25,6 @@ local function leaky_bucket_lifetime(interval, max_delay)
   return max_delay + interval + EPS
 end
 
-local function leaky_bucket_expiry(state, a, b)
-  return state
-end
-
 ALGORITHMS.leaky_bucket = {
-  step = leaky_bucket, load = load_time, store = time_store(leaky_bucket_lifetime, leaky_bucket_expiry),
+  step = leaky_bucket, load = load_time, store = time_store(leaky_bucket_lifetime, own_time),
 }

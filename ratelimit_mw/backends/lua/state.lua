@@ -115,6 +115,12 @@ local function sweep(bucket, now, a, b, expiry)
   end
 end
 
+-- The expiry of a state that is itself the time it is fresh again (gcra's TAT, the
+-- leaky bucket's drain time).
+local function own_time(state, a, b)
+  return state
+end
+
 -- The store of a time algorithm. lifetime(a, b): the longest ttl its step can
 -- return for the rule; expiry(state, a, b): when a state is fresh again (the
 -- mirror of EXPIRY_FUNCTIONS in ratelimit_mw/core/algorithms.py).

@@ -5,9 +5,10 @@ on free ports: bare, bare plus the five headers ours sends (fixed values, no
 limiting: what the headers alone cost the server), ours on memory, ours on Redis,
 slowapi on memory, slowapi on Redis. wrk (one thread, 32 connections) loads them in turn, repeat after repeat,
 rotating ``X-API-Key`` over 1,000 clients. For ours on Redis the server's count
-of script-internal GETs is read around every run: the route has one limit, so
-each check reads one key, and one GET per request means no request was decided
-without Redis (fail-open) and the figure is honest. (EVALSHAs are fewer than
+of script-internal state reads (HMGET of a hashed time state, GET of a window
+key) is read around every run: the route has one limit, so each check reads one
+state, and one read per request means no request was decided without Redis
+(fail-open) and the figure is honest. (EVALSHAs are fewer than
 requests: concurrent checks share a script call, see the README.)
 """
 
@@ -25,9 +26,14 @@ KEYS = 1_000
 
 
 def _commands(client: object) -> tuple[int, int]:
-    """(GETs, EVALSHAs) the server ran so far: checks made, and round trips for them."""
+    """(state reads, EVALSHAs) the server ran so far: checks made, and round trips for them.
+
+    A time state (gcra, token or leaky bucket) is a hash field read by HMGET; a window
+    state a key read by GET.
+    """
     stats = client.info("commandstats")  # type: ignore[attr-defined]
-    return (int(stats.get("cmdstat_get", {}).get("calls", 0)),
+    reads = sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("get", "hmget"))
+    return (reads,
             int(stats.get("cmdstat_evalsha", {}).get("calls", 0)))
 
 

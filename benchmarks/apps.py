@@ -24,6 +24,7 @@ __all__ = [
     "flask_app",
     "policies",
     "starlette_app",
+    "stub_admit",
 ]
 
 ALLOW = "10/second; burst=1000000000"
@@ -153,6 +154,35 @@ def flask_app(variant: str, *, deny: bool = False, storage: str = "memory://") -
     return app
 
 
+def stub_admit(app: Any, part: str) -> Any:
+    """Stub out the limiting of ``starlette_app("ours")`` to cost a part of it by difference.
+
+    ``part``: ``fixed`` (``Engine.admit`` returns the header list an allowed request
+    gets, always the same: the middleware layer and the header injection run, no
+    check and no rendering) or ``none`` (it returns ``None``: the layer alone).
+    The memory backend's engine takes ``admit`` (sync); only that is stubbed.
+    """
+    from benchmarks.asgi_driver import http_scope
+    from ratelimit_mw.requestview import ASGIRequest
+
+    app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not hasattr(layer, "engine"):
+        layer = layer.app
+    engine = layer.engine
+    admitted = engine.admit(ASGIRequest(http_scope(api_key="stub-probe")), raw=True)
+    answer = {"fixed": admitted, "none": None}[part]
+
+    def admit(request: Any, **options: Any) -> Any:
+        return answer
+
+    engine.admit = admit
+    return app
+
+
 def from_env() -> Any:
-    """The uvicorn target: ``BENCH_APP`` = ``bare`` | ``ours`` | ``slowapi``, ``BENCH_STORAGE`` = URL."""
-    return starlette_app(os.environ["BENCH_APP"], storage=os.environ.get("BENCH_STORAGE", "memory://"))
+    """The uvicorn target: ``BENCH_APP`` = ``bare`` | ``bare-headers`` | ``ours`` | ``slowapi``,
+    ``BENCH_STORAGE`` = URL; ``BENCH_STUB`` = ``fixed`` | ``none`` stubs ours (:func:`stub_admit`)."""
+    app = starlette_app(os.environ["BENCH_APP"], storage=os.environ.get("BENCH_STORAGE", "memory://"))
+    stub = os.environ.get("BENCH_STUB")
+    return stub_admit(app, stub) if stub else app

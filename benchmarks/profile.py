@@ -9,10 +9,12 @@ RateLimitMiddleware in-process, allowed), ``wsgi`` (Flask + WSGIRateLimitMiddlew
 ``redis-sync`` (Limiter.check on Redis), ``redis-async`` (64 concurrent acheck on
 Redis), ``asgi-redis`` (the ASGI app on Redis, 32 requests in flight: what uvicorn
 runs in target 6), ``asgi-parts`` (no profiler: the middleware's parts costed in
-situ by stubbing them out). Prints the share of samples by package (ratelimit_mw, redis,
-starlette, asyncio...), then OUR functions by self time and by total time, as a
-share of everything the subject did. Uses pyinstrument (sampling, 1 ms), so the
-shares are not inflated by per-call profiler overhead as cProfile's are.
+situ by stubbing them out), ``uvicorn-parts`` (the same under uvicorn and wrk, as
+the server's CPU per request, plus idle latency on memory and Redis). Prints the
+share of samples by package (ratelimit_mw, redis, starlette, asyncio...), then OUR
+functions by self time and by total time, as a share of everything the subject did.
+Uses pyinstrument (sampling, 1 ms), so the shares are not inflated by per-call
+profiler overhead as cProfile's are.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from benchmarks.apps import ALLOW, starlette_app
+from benchmarks.apps import ALLOW, starlette_app, stub_admit
 from benchmarks.asgi_driver import http_scope
 from benchmarks.servers import start_redis
 
@@ -192,33 +196,11 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     import statistics
 
     from benchmarks.asgi_driver import run_requests
-    from ratelimit_mw.requestview import ASGIRequest
 
     loop = asyncio.new_event_loop()
     scopes = [http_scope()] * count
-
-    def engine_of(app: Any) -> Any:
-        run_requests(app, scopes[:1], loop)
-        layer = app.middleware_stack
-        while not hasattr(layer, "engine"):
-            layer = layer.app
-        return layer.engine
-
-    # The memory backend takes Engine.admit (sync, no coroutine); stub that.
-    fixed = starlette_app("ours")
-    engine = engine_of(fixed)
-    admitted = engine.admit(ASGIRequest(scopes[0]), raw=True)  # the allowed request's header list
-
-    def fixed_headers(request: Any, **options: Any) -> Any:
-        return admitted
-
-    engine.admit = fixed_headers
-    passthrough = starlette_app("ours")
-
-    def nothing(request: Any, **options: Any) -> Any:
-        return None
-
-    engine_of(passthrough).admit = nothing
+    fixed = stub_admit(starlette_app("ours"), "fixed")
+    passthrough = stub_admit(starlette_app("ours"), "none")
     variants = {
         "bare Starlette": starlette_app("bare"),
         "ours": starlette_app("ours"),
@@ -248,16 +230,108 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     loop.close()
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _idle_latency(port: int, count: int, gap: float) -> float:
+    """Median seconds per request, one at a time on a kept connection, ``gap`` apart."""
+    import http.client
+    import statistics
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    took = []
+    try:
+        for i in range(count):
+            time.sleep(gap)
+            started = time.perf_counter()
+            conn.request("GET", "/resource", headers={"X-API-Key": f"idle-{i % 500}"})
+            conn.getresponse().read()
+            took.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    return statistics.median(took)
+
+
+def uvicorn_parts(repeats: int = 3, seconds: float = 3.0) -> None:
+    """The middleware's cost inside uvicorn, by difference, as CPU per request.
+
+    Five servers of the target-6 app under the target-6 load (32 connections, 1,000
+    keys): bare, bare plus our five headers fixed, ours with ``Engine.admit``
+    stubbed to a fixed header list and to ``None`` (:func:`benchmarks.apps.stub_admit`),
+    and ours. For each: requests/s and the server's user and system CPU per request
+    from ``/proc`` (Linux), medians of interleaved runs. Then, one request at a time
+    2 ms apart (an idle server), the median latency of bare, ours on memory and ours
+    on Redis: what waiting on Redis adds to a request when nothing else runs.
+    """
+    import statistics
+    import tempfile
+
+    from benchmarks.http_load import load
+    from benchmarks.servers import Uvicorn
+
+    if not sys.platform.startswith("linux"):
+        raise SystemExit("uvicorn-parts reads /proc: Linux only")
+    redis = start_redis()
+    workdir = Path(tempfile.mkdtemp(prefix="uvicorn-parts-"))
+    variants = {
+        "bare Starlette": {"BENCH_APP": "bare"},
+        "bare + our 5 headers, fixed": {"BENCH_APP": "bare-headers"},
+        "ours, Engine.admit returns None": {"BENCH_APP": "ours", "BENCH_STUB": "none"},
+        "ours, Engine.admit returns fixed headers": {"BENCH_APP": "ours", "BENCH_STUB": "fixed"},
+        "ours, memory": {"BENCH_APP": "ours"},
+        "ours, Redis": {"BENCH_APP": "ours", "BENCH_STORAGE": redis.url},
+    }
+    servers: dict[str, Uvicorn] = {}
+    try:
+        for name, env in variants.items():
+            servers[name] = Uvicorn("benchmarks.targets.starlette_env:app", env, log_dir=workdir,
+                                    name=name.replace(" ", "").replace(",", "-"))
+        rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+        for server in servers.values():
+            server.wait_ready()
+            load(server.url, duration=1.0, connections=32, keys=1000, workdir=workdir)  # warm-up
+        for turn in range(repeats):
+            order = list(servers.items())
+            for name, server in order if turn % 2 == 0 else reversed(order):
+                user, system = _cpu_seconds(server.proc.pid)
+                measured = load(server.url, duration=seconds, connections=32, keys=1000, workdir=workdir)
+                user2, system2 = _cpu_seconds(server.proc.pid)
+                n = max(measured.requests, 1)
+                rows[name].append((measured.requests_per_s, (user2 - user) / n * 1e6, (system2 - system) / n * 1e6))
+        print("== uvicorn + wrk (32 connections): throughput and the server's CPU per request (medians)")
+        print(f"  {'req/s':>8}  {'vs bare':>7}  {'user us':>7}  {'sys us':>6}  variant")
+        bare = statistics.median(r[0] for r in rows["bare Starlette"])
+        for name, values in rows.items():
+            rate = statistics.median(r[0] for r in values)
+            print(f"  {rate:8,.0f}  {rate / bare:7.2f}  {statistics.median(r[1] for r in values):7.1f}  "
+                  f"{statistics.median(r[2] for r in values):6.1f}  {name}")
+        print("== one request at a time, 2 ms apart: median latency (us)")
+        for name in ("bare Starlette", "ours, memory", "ours, Redis"):
+            port = servers[name].port
+            print(f"  {statistics.median(_idle_latency(port, 600, 0.002) for _ in range(3)) * 1e6:8.0f}  {name}")
+    finally:
+        for server in servers.values():
+            server.stop()
+        redis.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("subject", choices=["inmem", "asgi", "wsgi", "redis-sync", "redis-async", "asgi-redis",
-                                            "asgi-parts"])
+                                            "asgi-parts", "uvicorn-parts"])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--tree", action="store_true", help="also print pyinstrument's call tree")
     args = parser.parse_args(argv)
     if args.subject == "asgi-parts":
         asgi_parts()
+        return 0
+    if args.subject == "uvicorn-parts":
+        uvicorn_parts()
         return 0
     try:
         from pyinstrument import Profiler

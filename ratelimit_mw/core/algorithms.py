@@ -30,12 +30,12 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ratelimit_mw.core.rates import Rule
+from ratelimit_mw.core.rates import EPS, Rule
 
 __all__ = ["ALGORITHM_FUNCTIONS", "EPS", "EXPIRY_FUNCTIONS", "Step", "StepTuple", "step"]
 
-#: Tolerance for time comparisons, in seconds (see module docstring).
-EPS = 1e-6
+# EPS, the tolerance for time comparisons (see module docstring), is defined with
+# Rule, which derives per-rule forms of it, and exported from here too.
 _floor = math.floor
 
 
@@ -93,7 +93,7 @@ def token_bucket(state: float | None, now: float, rule: Rule, cost: int) -> Step
     """
     interval = rule.interval
     capacity = rule.capacity_float  # exact for any real capacity: the same results as the int
-    slack = EPS / interval
+    slack = rule.slack  # EPS / interval, divided once per rule
     if state is None:
         tokens = capacity
     else:

@@ -27,6 +27,9 @@ from typing import Any
 
 from ratelimit_mw.errors import ConfigError
 
+#: Tolerance for time comparisons, in seconds (see ``ratelimit_mw.core.algorithms``).
+EPS = 1e-6
+
 __all__ = [
     "ALGORITHMS",
     "BUCKET_ALGORITHMS",
@@ -105,6 +108,9 @@ class Rule:
     #: ``float(capacity)``: the token bucket's maths in floats only (mixed int/float
     #: operations are the slow, unspecialised ones in CPython)
     capacity_float: float = field(init=False, repr=False, compare=False)
+    #: ``EPS / interval``: the time tolerance in tokens, for the token bucket. The same
+    #: float the division per check gave, so decisions are bit-for-bit unchanged.
+    slack: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -147,6 +153,7 @@ class Rule:
             object.__setattr__(self, "max_delay", tolerance)
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "capacity_float", float(capacity))
+        object.__setattr__(self, "slack", EPS / interval)
         object.__setattr__(self, "capacity", capacity)
         object.__setattr__(self, "tolerance", tolerance)
         object.__setattr__(self, "window", max(window, 1))

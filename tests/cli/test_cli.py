@@ -249,10 +249,16 @@ def test_usage_with_an_unreachable_backend(capsys: pytest.CaptureFixture[str], p
 
 
 @pytest.mark.redis
-def test_usage_reads_what_a_server_consumed(capsys: pytest.CaptureFixture[str], policies: Path, redis_url: str) -> None:
+def test_usage_reads_what_a_server_consumed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, redis_url: str
+) -> None:
     from ratelimit_mw.limiter import Limiter
     from ratelimit_mw.policy.loader import load_policies
 
+    # Redis decides with its own clock, which a test cannot hold still: a bucket that
+    # refills one token an hour (not 10/s) keeps "3 consumed" exact however slow the run.
+    policies = tmp_path / "slow-refill.yaml"
+    policies.write_text(POLICIES.replace("10/second; burst=40", "1/hour; burst=40"))
     route = load_policies(policies).routes[0]
     server = Limiter(redis_url)
     for _ in range(3):

@@ -23,9 +23,11 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 #: Not timeout tests: generous timeouts so a loaded machine cannot fail them.
 RELAXED: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
-TWO_LIMITS = ["3/second", "5/minute; algorithm=sliding_log"]
+#: The binding limits refill by the minute, not the second: these tests decide with the
+#: servers' clocks, and a loaded machine may take a third of a second between checks.
+TWO_LIMITS = ["3/minute", "5/minute; algorithm=sliding_log"]
 MIXED = [
-    parse_rate("3/second", "gcra"),
+    parse_rate("3/minute", "gcra"),
     parse_rate("4/minute", "fixed_window"),
     parse_rate("4/minute", "sliding_window"),
     parse_rate("4/minute", "sliding_log"),

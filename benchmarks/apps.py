@@ -157,10 +157,11 @@ def flask_app(variant: str, *, deny: bool = False, storage: str = "memory://") -
 def stub_admit(app: Any, part: str) -> Any:
     """Stub out the limiting of ``starlette_app("ours")`` to cost a part of it by difference.
 
-    ``part``: ``fixed`` (``Engine.admit`` returns the header list an allowed request
-    gets, always the same: the middleware layer and the header injection run, no
-    check and no rendering) or ``none`` (it returns ``None``: the layer alone).
-    The memory backend's engine takes ``admit`` (sync); only that is stubbed.
+    ``part``: ``general`` (no stub, but the fast lanes off: every request takes the
+    general path, ``Engine.admit``), ``fixed`` (``Engine.admit`` returns the header list
+    an allowed request gets, always the same: the middleware layer and the header
+    injection run, no check and no rendering) or ``none`` (it returns ``None``: the layer
+    alone). The memory backend's engine takes ``admit`` (sync); only that is stubbed.
     """
     from benchmarks.asgi_driver import http_scope
     from ratelimit_mw.requestview import ASGIRequest
@@ -171,6 +172,10 @@ def stub_admit(app: Any, part: str) -> Any:
         layer = layer.app
     engine = layer.engine
     admitted = engine.admit(ASGIRequest(http_scope(api_key="stub-probe")), raw=True)
+    engine.lanes_enabled = False  # every request through Engine.admit, the stubbed part
+    engine.set_policies(engine.policies)
+    if part == "general":
+        return app
     answer = {"fixed": admitted, "none": None}[part]
 
     def admit(request: Any, **options: Any) -> Any:
@@ -182,7 +187,8 @@ def stub_admit(app: Any, part: str) -> Any:
 
 def from_env() -> Any:
     """The uvicorn target: ``BENCH_APP`` = ``bare`` | ``bare-headers`` | ``ours`` | ``slowapi``,
-    ``BENCH_STORAGE`` = URL; ``BENCH_STUB`` = ``fixed`` | ``none`` stubs ours (:func:`stub_admit`)."""
+    ``BENCH_STORAGE`` = URL; ``BENCH_STUB`` = ``general`` | ``fixed`` | ``none`` stubs ours
+    (:func:`stub_admit`)."""
     app = starlette_app(os.environ["BENCH_APP"], storage=os.environ.get("BENCH_STORAGE", "memory://"))
     stub = os.environ.get("BENCH_STUB")
     return stub_admit(app, stub) if stub else app

@@ -204,6 +204,7 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     variants = {
         "bare Starlette": starlette_app("bare"),
         "ours": starlette_app("ours"),
+        "ours, fast lanes off (every request through Engine.admit)": stub_admit(starlette_app("ours"), "general"),
         "ours, Engine.admit returns fixed headers": fixed,
         "ours, Engine.admit returns None (pass-through)": passthrough,
     }
@@ -218,8 +219,10 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     for name, value in med.items():
         print(f"  {value:7.2f}  {name}")
     bare = med["bare Starlette"]
-    print(f"  {med['ours'] - bare:7.2f}  added by the middleware in all")
-    print(f"  {med['ours'] - med['ours, Engine.admit returns fixed headers']:7.2f}  Engine.admit "
+    general = med["ours, fast lanes off (every request through Engine.admit)"]
+    print(f"  {med['ours'] - bare:7.2f}  added by the middleware in all (a fast lane)")
+    print(f"  {general - bare:7.2f}  added by the general path")
+    print(f"  {general - med['ours, Engine.admit returns fixed headers']:7.2f}  Engine.admit "
           "(route cache, key, limiter check, header rendering)")
     injected = med["ours, Engine.admit returns fixed headers"]
     print(f"  {injected - med['ours, Engine.admit returns None (pass-through)']:7.2f}  header "
@@ -259,11 +262,12 @@ def _idle_latency(port: int, count: int, gap: float) -> float:
 def uvicorn_parts(repeats: int = 3, seconds: float = 3.0) -> None:
     """The middleware's cost inside uvicorn, by difference, as CPU per request.
 
-    Five servers of the target-6 app under the target-6 load (32 connections, 1,000
+    Seven servers of the target-6 app under the target-6 load (32 connections, 1,000
     keys): bare, bare plus our five headers fixed, ours with ``Engine.admit``
     stubbed to a fixed header list and to ``None`` (:func:`benchmarks.apps.stub_admit`),
-    and ours. For each: requests/s and the server's user and system CPU per request
-    from ``/proc`` (Linux), medians of interleaved runs. Then, one request at a time
+    ours with the fast lanes off, ours, and ours on Redis. For each: requests/s and the
+    server's user and system CPU per request from ``/proc`` (Linux), medians of
+    interleaved runs. Then, one request at a time
     2 ms apart (an idle server), the median latency of bare, ours on memory and ours
     on Redis: what waiting on Redis adds to a request when nothing else runs.
     """
@@ -282,6 +286,7 @@ def uvicorn_parts(repeats: int = 3, seconds: float = 3.0) -> None:
         "bare + our 5 headers, fixed": {"BENCH_APP": "bare-headers"},
         "ours, Engine.admit returns None": {"BENCH_APP": "ours", "BENCH_STUB": "none"},
         "ours, Engine.admit returns fixed headers": {"BENCH_APP": "ours", "BENCH_STUB": "fixed"},
+        "ours, memory, fast lanes off": {"BENCH_APP": "ours", "BENCH_STUB": "general"},
         "ours, memory": {"BENCH_APP": "ours"},
         "ours, Redis": {"BENCH_APP": "ours", "BENCH_STORAGE": redis.url},
     }

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, cast
 
-from ratelimit_mw.engine import Engine, Verdict, build_engine
+from ratelimit_mw import log
+from ratelimit_mw.engine import Engine, Lane, Verdict, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import ASGIRequest
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RateLimitMiddleware"]
+
+_NO_LANES: dict[str, Lane] = {}
 
 
 class RateLimitMiddleware:
@@ -61,6 +64,8 @@ class RateLimitMiddleware:
             from ratelimit_mw.metrics import metrics_asgi_app
 
             self._metrics_app = metrics_asgi_app(metrics)
+        #: fast lanes may run (none while the metrics endpoint is served from here)
+        self._lanes = self._metrics_app is None
 
     @property
     def limiter(self) -> Limiter:
@@ -75,11 +80,23 @@ class RateLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
+        engine = self.engine
+        if self._lanes and engine.observer is None and not scope.get("root_path"):
+            # the plain in-process case in a few frames (see Engine.scope_lanes)
+            lane = engine.scope_lanes.get(scope["path"], _NO_LANES).get(scope["method"])
+            if lane is not None:
+                try:
+                    extra = lane(scope)
+                except Exception as exc:  # never a 500: the general path decides (and logs)
+                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=scope["path"])
+                    extra = None
+                if extra is not None:
+                    await self.app(scope, receive, _with_headers(send, extra, engine))
+                    return
         request = ASGIRequest(scope)
         if self._metrics_app is not None and request.path == self._metrics_path:
             await self._metrics_app(scope, receive, send)
             return
-        engine = self.engine
         if engine.inline:  # memory backend: the check never awaits, so no coroutine layers
             verdict = engine.admit(request, raw=True)
         else:

@@ -20,9 +20,11 @@ from typing import Any, NamedTuple, cast
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer, retry_after_seconds
+from ratelimit_mw.core.keys import KeyReader, environ_key_reader, scope_key_reader
 from ratelimit_mw.limiter import Limiter, Quota
 from ratelimit_mw.observe import Observer
 from ratelimit_mw.policy.model import Route
+from ratelimit_mw.requestview import ASGIRequest, WSGIRequest
 from ratelimit_mw.types import RequestView
 
 __all__ = ["Engine", "Rejection", "Verdict", "build_engine"]
@@ -42,7 +44,7 @@ class _Prepared:
     """What one route needs per request, flattened so the hot path reads slots only."""
 
     __slots__ = ("route", "quota", "renderer", "render", "render_raw", "key", "cost", "on_error", "shadow", "exempt",
-                 "wall")
+                 "wall", "scope_lane", "environ_lane")
 
     def __init__(self, route: Route, quota: Quota | None, renderer: HeaderRenderer | None) -> None:
         self.route = route
@@ -57,6 +59,33 @@ class _Prepared:
         self.shadow = route.shadow
         self.exempt = quota is None
         self.wall = renderer is not None and renderer.needs_wall_clock
+        #: In-process fast lanes (see Engine.lanes): ASGI scope -> raw pairs, WSGI environ
+        #: -> str pairs; ``None`` where the route is not eligible.
+        self.scope_lane: Lane | None = None
+        self.environ_lane: Lane | None = None
+
+    def add_lanes(self, limiter: Limiter) -> None:
+        """Build this route's fast lanes, if it has the plain shape: limited, not shadowed,
+        one rule (see ``MemoryBackend.lane``), the default header families."""
+        if self.quota is None or self.renderer is None or self.shadow or self.wall:
+            return
+        key = self.key
+        for raw in (True, False):
+            render = self.renderer.allowed_renderer(raw)
+            if render is None:
+                return
+            reader: KeyReader | None
+            if raw:
+                reader = scope_key_reader(key) or (lambda scope: key(ASGIRequest(scope)))
+                self.scope_lane = limiter.lane(self.quota, self.cost, reader, render)
+            else:
+                reader = environ_key_reader(key) or (lambda environ: key(WSGIRequest(environ)))
+                self.environ_lane = limiter.lane(self.quota, self.cost, reader, render)
+
+
+#: A fast lane: the request's scope or environ -> header pairs, or ``None`` (take the
+#: general path). See :attr:`Engine.lanes`.
+Lane = Callable[[Any], "list[tuple[Any, Any]] | None"]
 
 
 class _State(NamedTuple):
@@ -69,6 +98,9 @@ class _State(NamedTuple):
     routes: dict[str, dict[str, _Prepared | None]]
     #: the parts of a 429 that do not change with the request (see Engine.rejection)
     rejections: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]]
+    #: path -> method -> fast lane, for the cached routes that have one (ASGI, WSGI)
+    scope_lanes: dict[str, dict[str, Lane]]
+    environ_lanes: dict[str, dict[str, Lane]]
 
 
 _MISS: Any = object()
@@ -127,7 +159,17 @@ class Engine:
         #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
         self.header_names: frozenset[str] = frozenset()
         self.raw_header_names: frozenset[bytes] = frozenset()
-        self._state = _State(None, {}, {}, {})
+        self._state = _State(None, {}, {}, {}, {}, {})
+        #: Fast lanes by path and method, for the adapters: ``scope_lanes`` (ASGI, raw
+        #: pairs) and ``environ_lanes`` (WSGI, str pairs). A lane runs the whole allowed
+        #: path of a plain in-process route in a few frames and answers ``None`` for
+        #: anything else; it is filled in as routes are first matched, and used only while
+        #: no observer is attached (see ``MemoryBackend.lane``).
+        self.scope_lanes: dict[str, dict[str, Lane]] = {}
+        self.environ_lanes: dict[str, dict[str, Lane]] = {}
+        #: Use fast lanes (``False``: every request takes the general path; for diagnostics
+        #: and benchmarks; takes effect for routes matched after the next set_policies).
+        self.lanes_enabled = True
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -152,10 +194,12 @@ class Engine:
                 continue
             renderer = HeaderRenderer(route.rules, route.headers, names=names, reset=reset)
             raw_names.update(renderer.raw_names)
-            prepared[id(route)] = _Prepared(route, self.limiter.quota(route.rules, route.scope), renderer)
+            entry = prepared[id(route)] = _Prepared(route, self.limiter.quota(route.rules, route.scope), renderer)
+            entry.add_lanes(self.limiter)
         self.raw_header_names = frozenset(raw_names)
         self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
-        self._state = _State(policies, prepared, {}, {})
+        state = self._state = _State(policies, prepared, {}, {}, {}, {})
+        self.scope_lanes, self.environ_lanes = state.scope_lanes, state.environ_lanes
 
     # -- per request -----------------------------------------------------------------
 
@@ -169,10 +213,19 @@ class Engine:
         if methods is None:
             if len(cache) >= ROUTE_CACHE_SIZE:
                 cache.clear()
+                state.scope_lanes.clear()
+                state.environ_lanes.clear()
             methods = cache[path] = {}
         elif len(methods) >= _METHODS_PER_PATH:  # methods are client-chosen text too
             methods.clear()
+            state.scope_lanes.pop(path, None)
+            state.environ_lanes.pop(path, None)
         methods[method] = entry
+        if entry is not None and method != "OPTIONS" and self.lanes_enabled:  # a preflight may pass untouched
+            if entry.scope_lane is not None:
+                state.scope_lanes.setdefault(path, {})[method] = entry.scope_lane
+            if entry.environ_lane is not None:
+                state.environ_lanes.setdefault(path, {})[method] = entry.environ_lane
         return entry
 
     def _select(self, request: RequestView) -> _Prepared | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-__all__ = ["ASGIRequest", "WSGIRequest", "cookie_value", "route_path"]
+__all__ = ["ASGIRequest", "WSGIRequest", "cookie_value", "environ_key", "route_path"]
 
 
 def cookie_value(raw: str | None, name: str) -> str | None:
@@ -123,7 +123,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _ENVIRON_KEYS: dict[str, str] = {}
 
 
-def _environ_key(name: str) -> str:
+def environ_key(name: str) -> str:
+    """The WSGI environ key of header ``name`` (``X-API-Key`` -> ``HTTP_X_API_KEY``)."""
     key = _ENVIRON_KEYS.get(name)
     if key is None:
         upper = name.upper().replace("-", "_")
@@ -159,7 +160,7 @@ class WSGIRequest:
         return str(addr) if addr else None
 
     def header(self, name: str) -> str | None:
-        value = self.environ.get(_ENVIRON_KEYS.get(name) or _environ_key(name))
+        value = self.environ.get(_ENVIRON_KEYS.get(name) or environ_key(name))
         return value if isinstance(value, str) else None
 
     def header_values(self, name: str) -> list[str]:

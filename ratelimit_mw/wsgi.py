@@ -12,13 +12,16 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, cast
 
-from ratelimit_mw.engine import Engine, Verdict, build_engine
+from ratelimit_mw import log
+from ratelimit_mw.engine import Engine, Lane, Verdict, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import WSGIRequest
 
 __all__ = ["WSGIRateLimitMiddleware"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_NO_LANES: dict[str, Lane] = {}
 
 
 def _status_line(status: int) -> str:
@@ -59,6 +62,8 @@ class WSGIRateLimitMiddleware:
             from ratelimit_mw.metrics import metrics_wsgi_app
 
             self._metrics_app = metrics_wsgi_app(metrics)
+        #: fast lanes may run (none while the metrics endpoint is served from here)
+        self._lanes = self._metrics_app is None
 
     @property
     def limiter(self) -> Limiter:
@@ -66,13 +71,24 @@ class WSGIRateLimitMiddleware:
         return self.engine.limiter
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = WSGIRequest(environ)
-        if self._metrics_app is not None and request.path == self._metrics_path:
-            return self._metrics_app(environ, start_response)
         engine = self.engine
-        verdict = engine.admit(request)
+        verdict: Any = None
+        if self._lanes and engine.observer is None:
+            # the plain in-process case in a few frames (see Engine.environ_lanes)
+            path = environ.get("PATH_INFO") or "/"
+            lane = engine.environ_lanes.get(path, _NO_LANES).get(environ.get("REQUEST_METHOD"))  # type: ignore[arg-type]
+            if lane is not None and path.isascii():  # the route cache holds decoded paths
+                try:
+                    verdict = lane(environ)
+                except Exception as exc:  # never a 500: the general path decides (and logs)
+                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
         if verdict is None:
-            return self.app(environ, start_response)
+            request = WSGIRequest(environ)
+            if self._metrics_app is not None and request.path == self._metrics_path:
+                return self._metrics_app(environ, start_response)
+            verdict = engine.admit(request)
+            if verdict is None:
+                return self.app(environ, start_response)
         if type(verdict) is list:  # allowed at once: only headers to add
             extra: list[tuple[str, str]] = verdict
         else:

@@ -241,6 +241,67 @@ class MemoryBackend(Backend, AsyncBackend):
 
         return check
 
+    def lane(
+        self,
+        quota: Quota,
+        cost: int,
+        key_of: Callable[[Any], str | None],
+        clock: Callable[[], float],
+        render: Callable[[int, float], Any],
+    ) -> Callable[[Any], Any] | None:
+        """A route's allowed path as one function: ``lane(source) -> render(...)`` or ``None``.
+
+        ``key_of(source)`` gives the client key (``None``: not for this lane), which is
+        hashed and checked against the quota's single rule as :meth:`client_check` does,
+        at ``clock()``; an allowed request is stored and ``render(remaining, reset_after)``
+        returned. Anything else returns ``None`` *before storing anything*: no key, a
+        denial, a sweep due, the key cap reached, a new table, a shaping delay. The
+        caller then takes the general path, which decides afresh. So a lane changes
+        what runs, never what is decided.
+
+        Why: inside a server, between two requests, the server and the kernel evict our
+        code and data from the CPU's caches, and every Python frame a request crosses
+        costs several times its hot-loop price (``Engine.admit``: 2.2 us in a loop, 6.0
+        us inside uvicorn). A lane crosses four frames (this, the key, the algorithm,
+        the renderer) instead of a dozen. Returns ``None`` (no lane) for a quota of
+        several rules, a leaky bucket (it shapes: the caller must wait) or ``cost < 1``.
+        """
+        table_id = quota.single
+        if table_id is None or cost < 1 or quota.rules[0].algorithm == "leaky_bucket":
+            return None
+        tables = self._tables
+        lock = self._lock
+        acquire, release = lock.acquire, lock.release
+
+        def lane(source: Any) -> Any:
+            key = key_of(source)
+            if key is None:
+                return None
+            client = hash(key)
+            now = clock()
+            acquire()
+            try:
+                if now >= self._next_sweep:
+                    return None
+                table = tables.get(table_id)
+                if table is None:
+                    return None
+                states = table.states
+                state = states.get(client)
+                allowed, new_state, remaining, reset_after, _, _, delay = table.step(state, now, table.rule, cost)
+                if not allowed or delay:
+                    return None
+                if state is None:
+                    if self._size >= self.max_keys:
+                        return None
+                    self._size += 1
+                states[client] = new_state
+            finally:
+                release()
+            return render(remaining, reset_after)
+
+        return lane
+
     def peek_client(self, client: Hashable, quota: Quota, now: float) -> Decision:
         """:meth:`peek` for a hashed client and a prepared quota."""
         with self._lock:

@@ -59,12 +59,18 @@ import importlib
 import ipaddress
 import itertools
 import re
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ratelimit_mw.errors import ConfigError
+from ratelimit_mw.requestview import environ_key
 from ratelimit_mw.types import RequestView
 
-__all__ = ["FORWARDED_HEADERS", "KEY_KINDS", "ClientIP", "KeyFunc", "KeyPart", "compile_key"]
+__all__ = [
+    "FORWARDED_HEADERS", "KEY_KINDS", "ClientIP", "KeyFunc", "KeyPart", "KeyReader", "compile_key",
+    "environ_key_reader", "scope_key_reader",
+]
 
 #: Spec kinds accepted by :func:`compile_key` (``kind`` or ``kind:argument``).
 KEY_KINDS: tuple[str, ...] = ("ip", "global", "header", "query", "cookie", "call")
@@ -618,7 +624,60 @@ def _single_header_key(lname: str) -> KeyFunc:
                 return prefix + (value if len(value) <= _MAX_VALUE else _cap(value))
         return ANONYMOUS
 
+    _HEADER_KEYS[header_key] = lname
     return header_key
+
+
+#: Compiled ``header:NAME`` keys -> their lower-case NAME (see :func:`scope_key_reader`).
+_HEADER_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
+
+#: Reads a client key straight from an ASGI scope or a WSGI environ; ``None`` when the
+#: request is not the plain case (the caller then runs the compiled key on a request view).
+KeyReader = Callable[[Mapping[str, Any]], "str | None"]
+
+
+def scope_key_reader(key: KeyFunc) -> KeyReader | None:
+    """For a ``header:NAME`` key: the same key read straight from an ASGI scope.
+
+    Only the plain case, as servers send it: the lower-case name, a ``bytes`` value,
+    not blank and at most 1,024 characters. Anything else (no such header, a blank or
+    long value, a mixed-case name) reads ``None``, and the caller runs ``key`` on an
+    ASGIRequest, which gives the same answer the slow way. No reader for other specs.
+    """
+    lname = _HEADER_KEYS.get(key)
+    if lname is None:
+        return None
+    target = lname.encode("latin-1")
+    prefix = f"header:{lname}:"
+
+    def read(scope: Mapping[str, Any]) -> str | None:
+        for name, value in scope.get("headers") or ():
+            if name == target:
+                if type(value) is not bytes:
+                    return None
+                text = value.decode("latin-1").strip()
+                return prefix + text if text and len(text) <= _MAX_VALUE else None
+        return None
+
+    return read
+
+
+def environ_key_reader(key: KeyFunc) -> KeyReader | None:
+    """:func:`scope_key_reader` for a WSGI environ (``HTTP_<NAME>``, a ``str`` value)."""
+    lname = _HEADER_KEYS.get(key)
+    if lname is None:
+        return None
+    name = environ_key(lname)
+    prefix = f"header:{lname}:"
+
+    def read(environ: Mapping[str, Any]) -> str | None:
+        value = environ.get(name)
+        if type(value) is not str:
+            return None
+        text = value.strip()
+        return prefix + text if text and len(text) <= _MAX_VALUE else None
+
+    return read
 
 
 def _with_fallback(func: KeyPart) -> KeyFunc:

@@ -1,0 +1,320 @@
+"""Fast lanes change what runs, never what is decided.
+
+A lane (``MemoryBackend.lane`` via ``Engine.scope_lanes``/``environ_lanes``) runs the
+plain allowed request of an in-process route in a few frames and hands everything
+else to the general path. The differential tests drive the same random traffic,
+odd requests included, through two middlewares on two limiters with equal fake
+clocks, one with lanes and one without, and require the same status and the same
+headers for every request, and the same stored states at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ratelimit_mw import RateLimitMiddleware, WSGIRateLimitMiddleware
+from ratelimit_mw.backends.memory import MemoryBackend
+from ratelimit_mw.core.keys import compile_key, environ_key_reader, scope_key_reader
+from ratelimit_mw.core.rates import parse_rate
+from ratelimit_mw.engine import Engine
+from ratelimit_mw.limiter import Limiter
+from ratelimit_mw.policy.loader import load_policies
+from ratelimit_mw.requestview import ASGIRequest, WSGIRequest
+from ratelimit_mw.testing import FakeClock
+
+POLICIES = """
+version: 1
+defaults: {key: 'header:X-API-Key'}
+routes:
+  - {match: /health, exempt: true}
+  - {match: 'GET /gcra', limits: ['5/second; burst=8']}
+  - {match: 'GET /token', limits: ['3/second; algorithm=token_bucket']}
+  - {match: 'GET /fixed', limits: ['4/minute; algorithm=fixed_window']}
+  - {match: 'GET /sliding', limits: ['4/minute; algorithm=sliding_window']}
+  - {match: 'GET /log', limits: ['3/minute; algorithm=sliding_log']}
+  - {match: 'GET /leaky', limits: ['4/second; burst=3; algorithm=leaky_bucket']}
+  - {match: 'GET /two', limits: ['5/second', '12/minute']}
+  - {match: 'GET /shadow', limits: ['2/second'], shadow: true}
+  - {match: 'GET /cost', limits: ['10/second'], cost: 3}
+  - {match: 'GET /ip', limits: ['4/second'], key: ip}
+  - {match: '/any', limits: ['6/second']}
+"""
+
+PATHS = ["/gcra", "/token", "/fixed", "/sliding", "/log", "/leaky", "/two", "/shadow", "/cost", "/ip", "/any",
+         "/health", "/nowhere"]
+LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/cost", "/ip", "/any"}
+
+
+def _key_headers(rng: random.Random) -> list[tuple[bytes, Any]]:
+    """The X-API-Key header as a server or a test client might send it, odd ones included."""
+    roll = rng.random()
+    if roll < 0.70:
+        return [(b"x-api-key", f"k{rng.randrange(6)}".encode())]
+    return rng.choice([
+        [],  # no key: anonymous
+        [(b"x-api-key", b"   ")],  # blank: anonymous
+        [(b"X-API-Key", b"k1")],  # a mixed-case name (servers lower-case; apps building scopes may not)
+        [(b"x-api-key", b" k2 ")],  # padded
+        [(b"x-api-key", b"k" * 1500)],  # long: capped with a digest
+        [(b"x-api-key", bytearray(b"k3"))],  # a bytearray value
+        [(b"x-api-key", "caf\u00e9".encode("latin-1"))],
+        [(b"x-api-key", b""), (b"x-api-key", b"k4")],  # the first one counts: blank
+    ])
+
+
+def _scope(rng: random.Random) -> dict[str, Any]:
+    method = rng.choice(["GET"] * 12 + ["HEAD", "POST", "OPTIONS", "get"])
+    headers = _key_headers(rng)
+    if method == "OPTIONS" and rng.random() < 0.5:
+        headers.append((b"access-control-request-method", b"GET"))
+    return {"type": "http", "method": method, "path": rng.choice(PATHS), "root_path": "", "headers": headers,
+            "client": (f"10.0.0.{rng.randrange(3)}", 1234), "query_string": b""}
+
+
+def _environ(scope: dict[str, Any]) -> dict[str, Any]:
+    environ: dict[str, Any] = {"REQUEST_METHOD": scope["method"], "PATH_INFO": scope["path"],
+                               "REMOTE_ADDR": scope["client"][0], "QUERY_STRING": ""}
+    for name, value in scope["headers"]:
+        key = "HTTP_" + bytes(name).decode("latin-1").upper().replace("-", "_")
+        environ.setdefault(key, bytes(value).decode("latin-1"))  # WSGI joins repeats; the first will do here
+    return environ
+
+
+def _engine(lanes: bool) -> tuple[Engine, FakeClock]:
+    clock = FakeClock(1_000_000.0)
+    engine = Engine(load_policies(POLICIES), Limiter("memory://", clock=clock), wall_clock=lambda: 1_000_000.0)
+    engine.lanes_enabled = lanes
+    engine.set_policies(engine.policies)
+    return engine, clock
+
+
+def _general_calls(engine: Engine) -> list[int]:
+    """Count the requests that reached the general path (Engine.admit)."""
+    calls = [0]
+    admit = engine.admit
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return admit(*args, **kwargs)
+
+    engine.admit = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _asgi_call(app: Any, scope: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(dict(scope), receive, send))
+    start = sent[0]
+    return start["status"], [(bytes(k), bytes(v)) for k, v in start["headers"]]
+
+
+def _wsgi_ok(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def _wsgi_call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    got: list[Any] = []
+    body = app(dict(environ), lambda status, headers, exc_info=None: got.append((status, headers)))
+    b"".join(body)
+    return got[0][0], list(got[0][1])
+
+
+def _states(engine: Engine) -> dict[Any, Any]:
+    memory = engine.limiter._memory
+    return {table_id: dict(table.states) for table_id, table in memory._tables.items()}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_asgi_lanes_decide_as_the_general_path(seed: int) -> None:
+    rng = random.Random(seed)
+    laned, laned_clock = _engine(lanes=True)
+    plain, plain_clock = _engine(lanes=False)
+    general = _general_calls(laned)
+    fast_app = RateLimitMiddleware(_ok_app, engine=laned)
+    slow_app = RateLimitMiddleware(_ok_app, engine=plain)
+    statuses: set[int] = set()
+    for _ in range(2500):
+        step = rng.choice([0.0, 0.0, 0.01, 0.05, 0.3, 2.0])
+        laned_clock.advance(step)
+        plain_clock.advance(step)
+        scope = _scope(rng)
+        got = _asgi_call(fast_app, scope)
+        assert got == _asgi_call(slow_app, scope), scope
+        statuses.add(got[0])
+        assert laned_clock.now == plain_clock.now  # leaky-bucket delays alike
+    assert statuses == {200, 429}
+    assert _states(laned) == _states(plain)
+    assert 2500 - general[0] > 600  # the lanes did carry their share (odd requests, other routes and denials go round)
+    assert laned.scope_lanes.keys() <= LANED and len(laned.scope_lanes) == len(LANED)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_wsgi_lanes_decide_as_the_general_path(seed: int) -> None:
+    rng = random.Random(seed)
+    laned, laned_clock = _engine(lanes=True)
+    plain, plain_clock = _engine(lanes=False)
+    general = _general_calls(laned)
+    fast_app = WSGIRateLimitMiddleware(_wsgi_ok, engine=laned)
+    slow_app = WSGIRateLimitMiddleware(_wsgi_ok, engine=plain)
+    statuses: set[str] = set()
+    for _ in range(2500):
+        step = rng.choice([0.0, 0.0, 0.01, 0.05, 0.3, 2.0])
+        laned_clock.advance(step)
+        plain_clock.advance(step)
+        environ = _environ(_scope(rng))
+        got = _wsgi_call(fast_app, environ)
+        assert got == _wsgi_call(slow_app, environ), environ
+        statuses.add(got[0][:3])
+    assert statuses == {"200", "429"}
+    assert _states(laned) == _states(plain)
+    assert 2500 - general[0] > 600
+    assert laned.environ_lanes.keys() == LANED
+
+
+def test_no_lanes_while_an_observer_is_attached() -> None:
+    """Metrics count every decision: once attached, every request takes the general path."""
+    from prometheus_client import CollectorRegistry
+
+    from ratelimit_mw.metrics import RateLimitMetrics
+
+    engine, _ = _engine(lanes=True)
+    general = _general_calls(engine)
+    app = RateLimitMiddleware(_ok_app, engine=engine)
+    scope = {"type": "http", "method": "GET", "path": "/gcra", "root_path": "", "headers": [(b"x-api-key", b"a")]}
+    for _ in range(3):
+        _asgi_call(app, scope)
+    assert general[0] == 1  # the first request fills the route cache; the rest take the lane
+    registry = CollectorRegistry()
+    RateLimitMetrics(registry).attach(engine)
+    for _ in range(2):
+        _asgi_call(app, scope)
+    assert general[0] == 3
+    labels = {"route": "GET /gcra", "policy": "", "outcome": "allowed"}
+    assert registry.get_sample_value("ratelimit_decisions_total", labels) == 2
+
+
+def test_a_mounted_app_takes_the_general_path() -> None:
+    """With a root_path the route is matched on the path without it: the lane table,
+    keyed by that path, must not be looked up with the full one."""
+    engine, _ = _engine(lanes=True)
+    general = _general_calls(engine)
+    app = RateLimitMiddleware(_ok_app, engine=engine)
+    plain = {"type": "http", "method": "GET", "path": "/gcra", "root_path": "", "headers": [(b"x-api-key", b"a")]}
+    _asgi_call(app, plain)
+    _asgi_call(app, plain)
+    assert general[0] == 1
+    mounted = dict(plain, root_path="/gcra", path="/gcra/gcra")
+    status, headers = _asgi_call(app, mounted)
+    assert general[0] == 2 and status == 200
+    assert (b"x-ratelimit-remaining", b"5") in headers  # /gcra/gcra minus the mount: /gcra, its 3rd hit
+
+
+def test_a_failing_lane_falls_back_to_the_general_path() -> None:
+    engine, _ = _engine(lanes=True)
+    app = RateLimitMiddleware(_ok_app, engine=engine)
+    scope = {"type": "http", "method": "GET", "path": "/gcra", "root_path": "", "headers": [(b"x-api-key", b"a")]}
+    _asgi_call(app, scope)
+
+    def broken(source: Any) -> Any:
+        raise RuntimeError("a bug in a lane")
+
+    engine.scope_lanes["/gcra"]["GET"] = broken
+    status, headers = _asgi_call(app, scope)
+    assert status == 200 and (b"x-ratelimit-remaining", b"6") in headers
+
+
+# -- MemoryBackend.lane: everything but the plain allowed case goes back, storing nothing
+
+
+def _lane(backend: MemoryBackend, limiter: Limiter, rate: str, cost: int = 1) -> Callable[[Any], Any] | None:
+    quota = limiter.quota([parse_rate(rate)], "r")
+    return backend.lane(quota, cost, lambda source: source, limiter._clock, lambda r, t: (r, t))
+
+
+def test_lane_hands_back_denials_sweeps_new_tables_and_a_full_cap() -> None:
+    clock = FakeClock(1000.0)
+    limiter = Limiter(MemoryBackend(max_keys=2, sweep_interval=60.0), clock=clock)
+    backend = limiter._memory
+    lane = _lane(backend, limiter, "2/minute")
+    assert lane is not None
+    assert lane("a") is None  # no table yet: the general path creates it
+    assert limiter.check("a", [parse_rate("2/minute")], scope="r").allowed
+    assert lane("a") == (0, 60.0)  # the lane's own answer: remaining 0, whole again in 60 s
+    before = dict(backend._tables[limiter.quota([parse_rate("2/minute")], "r").single].states)
+    assert lane("a") is None  # denied: back to the general path, state untouched
+    assert lane(None) is None  # the key reader declined
+    assert lane("b") == (1, 30.0)  # a second client: the cap (2) is reached now
+    assert lane("c") is None  # a third would need an eviction: the general path makes room
+    table = backend._tables[limiter.quota([parse_rate("2/minute")], "r").single]
+    assert set(table.states) == {hash("a"), hash("b")} and table.states[hash("a")] == before[hash("a")]
+    clock.advance(61)  # a sweep is due
+    assert lane("b") is None
+    assert len(backend) == 2
+
+
+def test_no_lane_for_several_rules_a_leaky_bucket_or_no_cost() -> None:
+    limiter = Limiter("memory://", clock=FakeClock())
+    backend = limiter._memory
+    two = limiter.quota([parse_rate("2/minute"), parse_rate("9/hour")], "r")
+    assert backend.lane(two, 1, str, limiter._clock, max) is None
+    assert _lane(backend, limiter, "2/second; algorithm=leaky_bucket") is None
+    assert _lane(backend, limiter, "2/second", cost=0) is None
+    assert _lane(backend, limiter, "2/second") is not None
+    assert Limiter("redis://127.0.0.1:1/0").lane(two, 1, str, max) is None  # remote: no lanes (no connection made)
+
+
+# -- key readers: the same key as the compiled one, or None
+
+
+@pytest.mark.parametrize("headers", [
+    [(b"x-api-key", b"abc")], [(b"x-api-key", b" abc ")], [(b"x-api-key", b"")], [(b"x-api-key", b"  ")], [],
+    [(b"X-API-Key", b"abc")], [(b"x-api-key", b"a" * 1024)], [(b"x-api-key", b"a" * 1025)],
+    [(b"x-api-key", bytearray(b"abc"))], [(b"x-api-key", b""), (b"x-api-key", b"abc")],
+    [(b"x-other", b"1"), (b"x-api-key", "\u00e9t\u00e9".encode("latin-1"))],
+])
+def test_scope_reader_gives_the_compiled_key_or_declines(headers: list[tuple[bytes, Any]]) -> None:
+    key = compile_key("header:X-API-Key")
+    reader = scope_key_reader(key)
+    assert reader is not None
+    scope = {"type": "http", "headers": headers}
+    read = reader(scope)
+    assert read is None or read == key(ASGIRequest(scope))
+    first = next((value for name, value in headers if name == b"x-api-key"), None)
+    plain = type(first) is bytes and first.strip() and len(first.strip()) <= 1024
+    assert (read is not None) == bool(plain)
+
+
+@pytest.mark.parametrize("value", ["abc", " abc ", "", "  ", None, "a" * 1024, "a" * 1025, b"abc"])
+def test_environ_reader_gives_the_compiled_key_or_declines(value: Any) -> None:
+    key = compile_key("header:X-API-Key")
+    reader = environ_key_reader(key)
+    assert reader is not None
+    environ = {} if value is None else {"HTTP_X_API_KEY": value}
+    read = reader(environ)
+    assert read is None or read == key(WSGIRequest(environ))
+    plain = type(value) is str and value.strip() and len(value.strip()) <= 1024
+    assert (read is not None) == bool(plain)
+
+
+def test_no_reader_for_other_key_specs() -> None:
+    for spec in ("ip", "global", "query:k", "cookie:s", ["header:X-API-Key", "ip"]):
+        key = compile_key(spec)
+        assert scope_key_reader(key) is None and environ_key_reader(key) is None

@@ -148,8 +148,8 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]], engine: Engine) 
             ours = engine.raw_header_names
             clash = False
             try:
-                for name, _ in headers:
-                    if name.lower() in ours:
+                for name, _ in headers:  # lower-case, as servers and Starlette send them, needs no copy
+                    if name in ours or (not name.islower() and name.lower() in ours):
                         clash = True
                         break
             except TypeError:  # a bytearray name: unhashable, compare below

@@ -64,8 +64,6 @@ class RateLimitMiddleware:
             from ratelimit_mw.metrics import metrics_asgi_app
 
             self._metrics_app = metrics_asgi_app(metrics)
-        #: fast lanes may run (none while the metrics endpoint is served from here)
-        self._lanes = self._metrics_app is None
 
     @property
     def limiter(self) -> Limiter:
@@ -81,14 +79,15 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         engine = self.engine
-        if self._lanes and engine.observer is None and not scope.get("root_path"):
+        if not scope.get("root_path"):
             # the plain in-process case in a few frames (see Engine.scope_lanes)
-            lane = engine.scope_lanes.get(scope["path"], _NO_LANES).get(scope["method"])
-            if lane is not None:
+            path = scope["path"]
+            lane = engine.scope_lanes.get(path, _NO_LANES).get(scope["method"])
+            if lane is not None and path != self._metrics_path:
                 try:
                     extra = lane(scope)
                 except Exception as exc:  # never a 500: the general path decides (and logs)
-                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=scope["path"])
+                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
                     extra = None
                 if extra is not None:
                     await self.app(scope, receive, _with_headers(send, extra, engine))

@@ -150,8 +150,7 @@ class Engine:
         self.limiter = limiter
         self._wall = wall_clock
         self._denials = log.DenialLog()
-        #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
-        self.observer: Observer | None = None
+        self._observer: Observer | None = None
         #: Checks never wait on I/O (memory backend): async callers may use :meth:`admit`.
         self.inline = limiter.in_process
         #: Lower-case names of every header any policy set so far may emit (``str`` and
@@ -163,14 +162,48 @@ class Engine:
         #: Fast lanes by path and method, for the adapters: ``scope_lanes`` (ASGI, raw
         #: pairs) and ``environ_lanes`` (WSGI, str pairs). A lane runs the whole allowed
         #: path of a plain in-process route in a few frames and answers ``None`` for
-        #: anything else; it is filled in as routes are first matched, and used only while
-        #: no observer is attached (see ``MemoryBackend.lane``).
+        #: anything else (see ``MemoryBackend.lane``); it is filled in as routes are first
+        #: matched, and reports its decisions to the observer, if any.
         self.scope_lanes: dict[str, dict[str, Lane]] = {}
         self.environ_lanes: dict[str, dict[str, Lane]] = {}
         #: Use fast lanes (``False``: every request takes the general path; for diagnostics
         #: and benchmarks; takes effect for routes matched after the next set_policies).
         self.lanes_enabled = True
         self.set_policies(policies)
+
+    @property
+    def observer(self) -> Observer | None:
+        """Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._observer = observer
+        state = self._state  # the lanes registered so far were built for the old observer
+        state.routes.clear()
+        state.scope_lanes.clear()
+        state.environ_lanes.clear()
+
+    def _observed(self, lane: Lane, route: Route) -> Lane:
+        """``lane`` reporting its allowed decisions to the observer, as ``Engine.admit`` does
+        (outcome ``allowed``, the seconds the lane took). A failing observer is logged and
+        the request still gets its headers: its state is already stored."""
+        observer = self._observer
+        if observer is None:
+            return lane
+        template, policy = route.template, route.policy or ""
+
+        def observed(source: Any) -> list[tuple[Any, Any]] | None:
+            started = perf_counter()
+            headers = lane(source)
+            if headers is not None:
+                try:
+                    observer.decision(template, policy, "allowed", perf_counter() - started)
+                except Exception as exc:
+                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=template)
+            return headers
+
+        return observed
 
     # -- policies --------------------------------------------------------------------
 
@@ -223,9 +256,9 @@ class Engine:
         methods[method] = entry
         if entry is not None and method != "OPTIONS" and self.lanes_enabled:  # a preflight may pass untouched
             if entry.scope_lane is not None:
-                state.scope_lanes.setdefault(path, {})[method] = entry.scope_lane
+                state.scope_lanes.setdefault(path, {})[method] = self._observed(entry.scope_lane, entry.route)
             if entry.environ_lane is not None:
-                state.environ_lanes.setdefault(path, {})[method] = entry.environ_lane
+                state.environ_lanes.setdefault(path, {})[method] = self._observed(entry.environ_lane, entry.route)
         return entry
 
     def _select(self, request: RequestView) -> _Prepared | None:

@@ -62,8 +62,6 @@ class WSGIRateLimitMiddleware:
             from ratelimit_mw.metrics import metrics_wsgi_app
 
             self._metrics_app = metrics_wsgi_app(metrics)
-        #: fast lanes may run (none while the metrics endpoint is served from here)
-        self._lanes = self._metrics_app is None
 
     @property
     def limiter(self) -> Limiter:
@@ -73,15 +71,14 @@ class WSGIRateLimitMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         engine = self.engine
         verdict: Any = None
-        if self._lanes and engine.observer is None:
-            # the plain in-process case in a few frames (see Engine.environ_lanes)
-            path = environ.get("PATH_INFO") or "/"
-            lane = engine.environ_lanes.get(path, _NO_LANES).get(environ.get("REQUEST_METHOD"))  # type: ignore[arg-type]
-            if lane is not None and path.isascii():  # the route cache holds decoded paths
-                try:
-                    verdict = lane(environ)
-                except Exception as exc:  # never a 500: the general path decides (and logs)
-                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
+        # the plain in-process case in a few frames (see Engine.environ_lanes)
+        path = environ.get("PATH_INFO") or "/"
+        lane = engine.environ_lanes.get(path, _NO_LANES).get(environ.get("REQUEST_METHOD"))  # type: ignore[arg-type]
+        if lane is not None and path.isascii() and path != self._metrics_path:  # the cache holds decoded paths
+            try:
+                verdict = lane(environ)
+            except Exception as exc:  # never a 500: the general path decides (and logs)
+                log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
         if verdict is None:
             request = WSGIRequest(environ)
             if self._metrics_app is not None and request.path == self._metrics_path:

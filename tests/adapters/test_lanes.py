@@ -142,12 +142,32 @@ def _states(engine: Engine) -> dict[Any, Any]:
     return {table_id: dict(table.states) for table_id, table in memory._tables.items()}
 
 
-def _differential(seed: int, wsgi: bool) -> Engine:
+def _metrics(engine: Engine) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    from ratelimit_mw.metrics import RateLimitMetrics
+
+    registry = CollectorRegistry()
+    RateLimitMetrics(registry).attach(engine)
+    return registry
+
+
+def _decision_counts(registry: Any) -> dict[tuple[str, ...], float]:
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for metric in registry.collect() if metric.name == "ratelimit_decisions"
+        for sample in metric.samples if sample.name == "ratelimit_decisions_total"
+    }
+
+
+def _differential(seed: int, wsgi: bool, metrics: bool = False) -> Engine:
     """Send 2,500 random requests through a middleware with lanes and one without, and
-    require the same answers and, at the end, the same states; return the laned engine."""
+    require the same answers and, at the end, the same states (and metrics, if attached);
+    return the laned engine."""
     rng = random.Random(seed)
     laned, laned_clock = _engine(lanes=True)
     plain, plain_clock = _engine(lanes=False)
+    registries = (_metrics(laned), _metrics(plain)) if metrics else None
     general = _general_calls(laned)
     call: Callable[[Any, dict[str, Any]], tuple[Any, list[Any]]]
     if wsgi:
@@ -171,6 +191,9 @@ def _differential(seed: int, wsgi: bool) -> Engine:
     assert statuses == {"200", "429"}
     assert _states(laned) == _states(plain)
     assert 2500 - general[0] > 600  # the lanes did carry their share (odd requests, other routes and denials go round)
+    if registries is not None:
+        counts = _decision_counts(registries[0])
+        assert counts == _decision_counts(registries[1]) and sum(counts.values()) > 1500
     return laned
 
 
@@ -184,12 +207,13 @@ def test_wsgi_lanes_decide_as_the_general_path(seed: int) -> None:
     assert _differential(seed, wsgi=True).environ_lanes.keys() == LANED
 
 
-def test_no_lanes_while_an_observer_is_attached() -> None:
-    """Metrics count every decision: once attached, every request takes the general path."""
-    from prometheus_client import CollectorRegistry
+@pytest.mark.parametrize("wsgi", [False, True])
+def test_lanes_count_in_metrics_as_the_general_path(wsgi: bool) -> None:
+    _differential(6, wsgi=wsgi, metrics=True)
 
-    from ratelimit_mw.metrics import RateLimitMetrics
 
+def test_lanes_report_to_an_observer_attached_later() -> None:
+    """Metrics count every decision, lanes' included: attaching starts the lanes afresh."""
     engine, _ = _engine(lanes=True)
     general = _general_calls(engine)
     app = RateLimitMiddleware(_ok_app, engine=engine)
@@ -197,13 +221,29 @@ def test_no_lanes_while_an_observer_is_attached() -> None:
     for _ in range(3):
         _asgi_call(app, scope)
     assert general[0] == 1  # the first request fills the route cache; the rest take the lane
-    registry = CollectorRegistry()
-    RateLimitMetrics(registry).attach(engine)
-    for _ in range(2):
+    registry = _metrics(engine)
+    for _ in range(4):
         _asgi_call(app, scope)
-    assert general[0] == 3
+    assert general[0] == 2  # one request to register the lane again, now reporting
     labels = {"route": "GET /gcra", "policy": "", "outcome": "allowed"}
-    assert registry.get_sample_value("ratelimit_decisions_total", labels) == 2
+    assert registry.get_sample_value("ratelimit_decisions_total", labels) == 4
+    assert registry.get_sample_value("ratelimit_decision_duration_seconds_count", {}) == 4
+
+
+def test_a_failing_observer_does_not_cost_a_second_check() -> None:
+    engine, _ = _engine(lanes=True)
+    app = RateLimitMiddleware(_ok_app, engine=engine)
+
+    class Broken:
+        def decision(self, *args: Any) -> None:
+            raise RuntimeError("a broken observer")
+
+    engine.observer = Broken()  # type: ignore[assignment]
+    scope = {"type": "http", "method": "GET", "path": "/gcra", "root_path": "", "headers": [(b"x-api-key", b"a")]}
+    remaining = [dict(_asgi_call(app, scope)[1]).get(b"x-ratelimit-remaining") for _ in range(3)]
+    # the first request takes the general path, where a failing observer means no headers;
+    # the lane's requests keep theirs and are counted once each
+    assert remaining == [None, b"6", b"5"]
 
 
 def test_a_mounted_app_takes_the_general_path() -> None:

@@ -81,8 +81,8 @@ class RateLimitMiddleware:
         engine = self.engine
         if not scope.get("root_path"):
             # the plain in-process case in a few frames (see Engine.scope_lanes)
-            path = scope["path"]
-            lane = engine.scope_lanes.get(path, _NO_LANES).get(scope["method"])
+            path = scope.get("path")
+            lane = engine.scope_lanes.get(path, _NO_LANES).get(scope.get("method"))  # type: ignore[arg-type]
             if lane is not None and path != self._metrics_path:
                 try:
                     extra = lane(scope)

@@ -59,7 +59,7 @@ class _Prepared:
         self.shadow = route.shadow
         self.exempt = quota is None
         self.wall = renderer is not None and renderer.needs_wall_clock
-        #: In-process fast lanes (see Engine.lanes): ASGI scope -> raw pairs, WSGI environ
+        #: In-process fast lanes (see Engine.scope_lanes): ASGI scope -> raw pairs, WSGI environ
         #: -> str pairs; ``None`` where the route is not eligible.
         self.scope_lane: Lane | None = None
         self.environ_lane: Lane | None = None
@@ -166,8 +166,9 @@ class Engine:
         #: matched, and reports its decisions to the observer, if any.
         self.scope_lanes: dict[str, dict[str, Lane]] = {}
         self.environ_lanes: dict[str, dict[str, Lane]] = {}
-        #: Use fast lanes (``False``: every request takes the general path; for diagnostics
-        #: and benchmarks; takes effect for routes matched after the next set_policies).
+        #: Use fast lanes. ``False`` (for diagnostics and benchmarks): routes matched from
+        #: now on get none, and the next set_policies drops those already registered, so
+        #: every request takes the general path.
         self.lanes_enabled = True
         self.set_policies(policies)
 

@@ -66,21 +66,21 @@ class _Prepared:
 
     def add_lanes(self, limiter: Limiter) -> None:
         """Build this route's fast lanes, if it has the plain shape: limited, not shadowed,
-        one rule (see ``MemoryBackend.lane``), the default header families."""
+        no shaping (see ``MemoryBackend.lane``), the default header families."""
         if self.quota is None or self.renderer is None or self.shadow or self.wall:
             return
         key = self.key
         for raw in (True, False):
-            render = self.renderer.allowed_renderer(raw)
-            if render is None:
+            renders = self.renderer.allowed_renderers(raw)
+            if renders is None:
                 return
             reader: KeyReader | None
             if raw:
                 reader = scope_key_reader(key) or (lambda scope: key(ASGIRequest(scope)))
-                self.scope_lane = limiter.lane(self.quota, self.cost, reader, render)
+                self.scope_lane = limiter.lane(self.quota, self.cost, reader, renders)
             else:
                 reader = environ_key_reader(key) or (lambda environ: key(WSGIRequest(environ)))
-                self.environ_lane = limiter.lane(self.quota, self.cost, reader, render)
+                self.environ_lane = limiter.lane(self.quota, self.cost, reader, renders)
 
 
 #: A fast lane: the request's scope or environ -> header pairs, or ``None`` (take the

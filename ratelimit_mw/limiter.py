@@ -205,7 +205,7 @@ class Limiter:
         quota: Quota,
         cost: int,
         key_of: Callable[[Any], str | None],
-        render: Callable[[int, float], Any],
+        renders: Sequence[Callable[[int, float], Any]],
     ) -> Callable[[Any], Any] | None:
         """An in-process fast lane for one route (see :meth:`MemoryBackend.lane`), or ``None``.
 
@@ -213,7 +213,7 @@ class Limiter:
         """
         if not self._local:
             return None
-        return self._memory.lane(quota, cost, key_of, self._clock, render)
+        return self._memory.lane(quota, cost, key_of, self._clock, renders)
 
     def quota(self, limits: Limits, scope: str = "") -> Quota:
         """Bind ``limits`` to ``scope``; cached, so passing strings each call is cheap."""

@@ -247,31 +247,35 @@ class MemoryBackend(Backend, AsyncBackend):
         cost: int,
         key_of: Callable[[Any], str | None],
         clock: Callable[[], float],
-        render: Callable[[int, float], Any],
+        renders: Sequence[Callable[[int, float], Any]],
     ) -> Callable[[Any], Any] | None:
-        """A route's allowed path as one function: ``lane(source) -> render(...)`` or ``None``.
+        """A route's allowed path as one function: ``lane(source) -> headers`` or ``None``.
 
         ``key_of(source)`` gives the client key (``None``: not for this lane), which is
-        hashed and checked against the quota's single rule as :meth:`client_check` does,
-        at ``clock()``; an allowed request is stored and ``render(remaining, reset_after)``
-        returned. Anything else returns ``None`` *before storing anything*: no key, a
-        denial, a sweep due, the key cap reached, a new table, a shaping delay. The
-        caller then takes the general path, which decides afresh. So a lane changes
-        what runs, never what is decided.
+        hashed and checked against the quota's rules as :meth:`client_check` and
+        :meth:`hit_client` do, at ``clock()``. An allowed request is stored, and the rule
+        ``combine`` would report (the fewest remaining; ties: the later reset) renders
+        the answer: ``renders[i](remaining, reset_after)``, one renderer per rule.
+        Anything else returns ``None`` *before storing anything*: no key, a denial, a
+        sweep due, the key cap reached, a table not created yet, a shaping delay. The
+        caller then takes the general path, which decides afresh. So a lane changes what
+        runs, never what is decided.
 
         Why: inside a server, between two requests, the server and the kernel evict our
         code and data from the CPU's caches, and every Python frame a request crosses
         costs several times its hot-loop price (``Engine.admit``: 2.2 us in a loop, 6.0
         us inside uvicorn). A lane crosses four frames (this, the key, the algorithm,
-        the renderer) instead of a dozen. Returns ``None`` (no lane) for a quota of
-        several rules, a leaky bucket (it shapes: the caller must wait) or ``cost < 1``.
+        the renderer) instead of a dozen. No lane (``None``) for a leaky bucket (it
+        shapes: the caller must wait) or ``cost < 1``.
         """
-        table_id = quota.single
-        if table_id is None or cost < 1 or quota.rules[0].algorithm == "leaky_bucket":
+        if cost < 1 or any(rule.algorithm == "leaky_bucket" for rule in quota.rules):
             return None
+        table_id = quota.single
+        if table_id is None:
+            return self._lane_of_several(quota, cost, key_of, clock, renders)
+        render = renders[0]
         tables = self._tables
-        lock = self._lock
-        acquire, release = lock.acquire, lock.release
+        acquire, release = self._lock.acquire, self._lock.release
 
         def lane(source: Any) -> Any:
             key = key_of(source)
@@ -299,6 +303,55 @@ class MemoryBackend(Backend, AsyncBackend):
             finally:
                 release()
             return render(remaining, reset_after)
+
+        return lane
+
+    def _lane_of_several(
+        self,
+        quota: Quota,
+        cost: int,
+        key_of: Callable[[Any], str | None],
+        clock: Callable[[], float],
+        renders: Sequence[Callable[[int, float], Any]],
+    ) -> Callable[[Any], Any]:
+        """:meth:`lane` for a quota of several rules (a burst and a daily cap, say)."""
+        quota_tables = self._quota_tables
+        acquire, release = self._lock.acquire, self._lock.release
+
+        def lane(source: Any) -> Any:
+            key = key_of(source)
+            if key is None:
+                return None
+            client = hash(key)
+            now = clock()
+            acquire()
+            try:
+                entry = quota_tables.get(id(quota))
+                if now >= self._next_sweep or entry is None or entry[0] is not quota:
+                    return None
+                tables = entry[1]
+                steps: list[StepTuple] = []
+                fresh = 0
+                best = 0
+                for i, table in enumerate(tables):
+                    state = table.states.get(client)
+                    step = table.step(state, now, table.rule, cost)
+                    if not step[0] or step[6]:
+                        return None
+                    if state is None:
+                        fresh += 1
+                    if i and (step[2] < steps[best][2] or (step[2] == steps[best][2] and step[3] > steps[best][3])):
+                        best = i
+                    steps.append(step)
+                if self._size + fresh > self.max_keys:  # an insertion would have to make room first
+                    return None
+                self._size += fresh
+                for table, step in zip(tables, steps):
+                    table.states[client] = step[1]
+            finally:
+                release()
+            reported = steps[best]
+            return renders[best](reported[2], reported[3])
 
         return lane
 

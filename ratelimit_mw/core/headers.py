@@ -118,7 +118,8 @@ class HeaderRenderer:
         reset: ``"delta"`` (seconds from now) or ``"epoch"`` (Unix time) for X-RateLimit-Reset.
     """
 
-    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_usual", "_rule", "_policy_value", "_text", "_raw", "raw_names")
+    __slots__ = ("_x", "_ietf", "_draft", "_epoch", "_usual", "_rule", "_rules", "_policy_value", "_text", "_raw",
+                 "raw_names")
 
     def __init__(
         self,
@@ -141,6 +142,7 @@ class HeaderRenderer:
         # the default families with delta resets: rendered by one straight-line branch
         self._usual = self._x and self._ietf and not self._draft and not self._epoch and bool(rules)
         self._rule = rules[0] if len(rules) == 1 else None
+        self._rules = tuple(rules)
         by_default_name = {v.lower(): k for k, v in DEFAULT_HEADER_NAMES.items()}
         for key, value in (names or {}).items():
             canon = key if key in merged else by_default_name.get(key.lower())
@@ -191,13 +193,15 @@ class HeaderRenderer:
             return _single_rule_renderer(forms, self._rule, general)
         return general
 
-    def allowed_renderer(self, raw: bool) -> Callable[[int, float], list[tuple[Any, Any]]] | None:
-        """``(remaining, reset_after) -> pairs`` for an allowed request, without a Decision,
-        when this is a single-rule route with the default families (else ``None``): what
-        the in-process fast lanes render with (see ``ratelimit_mw.engine``)."""
-        if not (self._usual and self._rule is not None):
+    def allowed_renderers(self, raw: bool) -> tuple[Callable[[int, float], list[tuple[Any, Any]]], ...] | None:
+        """Per rule of the route, in order, ``(remaining, reset_after) -> pairs`` for an
+        allowed request reported by that rule, without a Decision, when the route has the
+        default families (else ``None``): what the in-process fast lanes render with (see
+        ``MemoryBackend.lane``). The pairs are those ``_render`` builds."""
+        if not self._usual:
             return None
-        return _allowed_renderer(self._raw if raw else self._text, self._rule)
+        forms = self._raw if raw else self._text
+        return tuple(_allowed_renderer(forms, rule) for rule in self._rules)
 
     def _render(self, forms: _Forms, decision: Decision, wall_now: float = 0.0) -> Any:
         d = forms.digits

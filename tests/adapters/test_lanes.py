@@ -39,15 +39,17 @@ routes:
   - {match: 'GET /log', limits: ['3/minute; algorithm=sliding_log']}
   - {match: 'GET /leaky', limits: ['4/second; burst=3; algorithm=leaky_bucket']}
   - {match: 'GET /two', limits: ['5/second', '12/minute']}
+  - {match: 'GET /three', limits: ['3/second; algorithm=token_bucket', '10/minute; algorithm=fixed_window',
+                                   '30/hour; algorithm=sliding_log']}
   - {match: 'GET /shadow', limits: ['2/second'], shadow: true}
   - {match: 'GET /cost', limits: ['10/second'], cost: 3}
   - {match: 'GET /ip', limits: ['4/second'], key: ip}
   - {match: '/any', limits: ['6/second']}
 """
 
-PATHS = ["/gcra", "/token", "/fixed", "/sliding", "/log", "/leaky", "/two", "/shadow", "/cost", "/ip", "/any",
-         "/health", "/nowhere"]
-LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/cost", "/ip", "/any"}
+PATHS = ["/gcra", "/token", "/fixed", "/sliding", "/log", "/leaky", "/two", "/three", "/shadow", "/cost", "/ip",
+         "/any", "/health", "/nowhere"]
+LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/two", "/three", "/cost", "/ip", "/any"}
 
 
 def _key_headers(rng: random.Random) -> list[tuple[bytes, Any]]:
@@ -137,9 +139,9 @@ def _wsgi_call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, 
     return got[0][0], list(got[0][1])
 
 
-def _states(engine: Engine) -> dict[Any, Any]:
+def _states(engine: Engine) -> tuple[int, dict[Any, Any]]:
     memory = engine.limiter._memory
-    return {table_id: dict(table.states) for table_id, table in memory._tables.items()}
+    return len(memory), {table_id: dict(table.states) for table_id, table in memory._tables.items()}
 
 
 def _metrics(engine: Engine) -> Any:
@@ -279,9 +281,13 @@ def test_a_failing_lane_falls_back_to_the_general_path() -> None:
 # -- MemoryBackend.lane: everything but the plain allowed case goes back, storing nothing
 
 
-def _lane(backend: MemoryBackend, limiter: Limiter, rate: str, cost: int = 1) -> Callable[[Any], Any] | None:
-    quota = limiter.quota([parse_rate(rate)], "r")
-    return backend.lane(quota, cost, lambda source: source, limiter._clock, lambda r, t: (r, t))
+def _numbers(index: int) -> Callable[[int, float], tuple[int, int, float]]:
+    return lambda remaining, reset_after: (index, remaining, reset_after)
+
+
+def _lane(backend: MemoryBackend, limiter: Limiter, *rates: str, cost: int = 1) -> Callable[[Any], Any] | None:
+    quota = limiter.quota([parse_rate(rate) for rate in rates], "r")
+    return backend.lane(quota, cost, lambda source: source, limiter._clock, [_numbers(i) for i in range(len(rates))])
 
 
 def test_lane_hands_back_denials_sweeps_new_tables_and_a_full_cap() -> None:
@@ -292,11 +298,11 @@ def test_lane_hands_back_denials_sweeps_new_tables_and_a_full_cap() -> None:
     assert lane is not None
     assert lane("a") is None  # no table yet: the general path creates it
     assert limiter.check("a", [parse_rate("2/minute")], scope="r").allowed
-    assert lane("a") == (0, 60.0)  # the lane's own answer: remaining 0, whole again in 60 s
+    assert lane("a") == (0, 0, 60.0)  # the lane's own answer: rule 0, remaining 0, whole again in 60 s
     before = dict(backend._tables[limiter.quota([parse_rate("2/minute")], "r").single].states)
     assert lane("a") is None  # denied: back to the general path, state untouched
     assert lane(None) is None  # the key reader declined
-    assert lane("b") == (1, 30.0)  # a second client: the cap (2) is reached now
+    assert lane("b") == (0, 1, 30.0)  # a second client: the cap (2) is reached now
     assert lane("c") is None  # a third would need an eviction: the general path makes room
     table = backend._tables[limiter.quota([parse_rate("2/minute")], "r").single]
     assert set(table.states) == {hash("a"), hash("b")} and table.states[hash("a")] == before[hash("a")]
@@ -305,15 +311,37 @@ def test_lane_hands_back_denials_sweeps_new_tables_and_a_full_cap() -> None:
     assert len(backend) == 2
 
 
-def test_no_lane_for_several_rules_a_leaky_bucket_or_no_cost() -> None:
+def test_no_lane_for_a_leaky_bucket_or_no_cost() -> None:
     limiter = Limiter("memory://", clock=FakeClock())
     backend = limiter._memory
-    two = limiter.quota([parse_rate("2/minute"), parse_rate("9/hour")], "r")
-    assert backend.lane(two, 1, str, limiter._clock, max) is None
     assert _lane(backend, limiter, "2/second; algorithm=leaky_bucket") is None
+    assert _lane(backend, limiter, "2/minute", "2/second; algorithm=leaky_bucket") is None
     assert _lane(backend, limiter, "2/second", cost=0) is None
     assert _lane(backend, limiter, "2/second") is not None
-    assert Limiter("redis://127.0.0.1:1/0").lane(two, 1, str, max) is None  # remote: no lanes (no connection made)
+    assert _lane(backend, limiter, "2/second", "9/hour") is not None
+    two = limiter.quota([parse_rate("2/minute"), parse_rate("9/hour")], "r")
+    assert Limiter("redis://127.0.0.1:1/0").lane(two, 1, str, [max]) is None  # remote: no lanes (no connection made)
+
+
+def test_lane_of_several_rules_reports_the_tightest_and_hands_back_the_rest() -> None:
+    clock = FakeClock(1000.0)
+    limiter = Limiter(MemoryBackend(max_keys=5, sweep_interval=60.0), clock=clock)
+    backend = limiter._memory
+    rules = [parse_rate("3/minute"), parse_rate("4/hour")]
+    lane = _lane(backend, limiter, "3/minute", "4/hour")
+    assert lane is not None
+    assert lane("a") is None  # the quota's tables are not known yet: the general path
+    assert limiter.check("a", rules, scope="r").allowed  # 2 left of 3/minute, 3 of 4/hour
+    assert lane("a") == (0, 1, 40.0)  # 1 left of 3/minute (the first rule): reported
+    assert lane("a") == (0, 0, 60.0)  # 0 of 3/minute, 1 of 4/hour: still the first
+    assert lane("a") is None  # 3/minute denies: back to the general path, nothing stored
+    clock.advance(40)  # 3/minute gives back 2; 4/hour has 1 left (3 hits so far)
+    assert lane("a") == (1, 0, 3600.0 - 40.0)  # now 4/hour is the tightest: it is reported
+    assert len(backend) == 2  # one client, two tables
+    assert lane("b") == (0, 2, 20.0)
+    assert len(backend) == 4  # a new client: an entry in each table
+    assert lane("c") is None  # another needs two more: 4 + 2 > max_keys 5, the general path makes room
+    assert len(backend) == 4
 
 
 # -- key readers: the same key as the compiled one, or None

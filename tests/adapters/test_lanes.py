@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -381,3 +382,40 @@ def test_no_reader_for_other_key_specs() -> None:
     for spec in ("ip", "global", "query:k", "cookie:s", ["header:X-API-Key", "ip"]):
         key = compile_key(spec)
         assert scope_key_reader(key) is None and environ_key_reader(key) is None
+
+
+def test_lanes_under_threads_admit_exactly_the_quota() -> None:
+    """WSGI servers run requests on threads: a lane's check and store are one critical
+    section, so eight threads racing on one key get exactly the quota between them."""
+    import threading
+
+    clock = FakeClock(1_000_000.0)
+    policies = "version: 1\nroutes:\n  - {match: 'GET /hot', limits: ['300/hour'], key: 'header:X-API-Key'}\n"
+    engine = Engine(load_policies(policies), Limiter("memory://", clock=clock))
+    app = WSGIRateLimitMiddleware(_wsgi_ok, engine=engine)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/hot", "HTTP_X_API_KEY": "hot", "REMOTE_ADDR": "10.0.0.1"}
+    _wsgi_call(app, environ)  # registers the lane
+    general = _general_calls(engine)
+    statuses: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(100):
+            status = _wsgi_call(app, environ)[0][:3]
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython can: races show at once
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert statuses.count("200") == 299 and statuses.count("429") == 501  # 300 with the first request
+    assert general[0] == 501  # the allowed ones all went through the lane

@@ -79,13 +79,14 @@ class WSGIRateLimitMiddleware:
                 verdict = lane(environ)
             except Exception as exc:  # never a 500: the general path decides (and logs)
                 log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
+            if verdict is not None:
+                return self.app(environ, _with_headers(start_response, verdict, engine))
+        request = WSGIRequest(environ)
+        if self._metrics_app is not None and request.path == self._metrics_path:
+            return self._metrics_app(environ, start_response)
+        verdict = engine.admit(request)
         if verdict is None:
-            request = WSGIRequest(environ)
-            if self._metrics_app is not None and request.path == self._metrics_path:
-                return self._metrics_app(environ, start_response)
-            verdict = engine.admit(request)
-            if verdict is None:
-                return self.app(environ, start_response)
+            return self.app(environ, start_response)
         if type(verdict) is list:  # allowed at once: only headers to add
             extra: list[tuple[str, str]] = verdict
         else:
@@ -99,20 +100,29 @@ class WSGIRateLimitMiddleware:
             extra = verdict.headers
         if not extra:
             return self.app(environ, start_response)
+        return self.app(environ, _with_headers(start_response, extra, engine))
 
-        def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            # Compare the app's names (lower-cased) with every name the engine may emit;
-            # only on a hit is ``extra`` filtered.
-            ours = engine.header_names
-            for name, _ in headers:
-                if name.lower() in ours:
-                    present = {k.lower() for k, _ in headers}
-                    merged = [*headers, *(h for h in extra if h[0].lower() not in present)]
-                    break
-            else:
-                merged = [*headers, *extra]
-            if exc_info is not None:
-                return start_response(status, merged, exc_info)
-            return start_response(status, merged)
 
-        return self.app(environ, start_with_headers)
+def _with_headers(
+    start_response: Callable[..., Any], extra: list[tuple[str, str]], engine: Engine
+) -> Callable[..., Any]:
+    """``start_response`` adding ``extra`` to the app's headers, except names the app set.
+
+    The app's names are compared (lower-cased) with every name the engine may emit;
+    only on a hit is ``extra`` filtered.
+    """
+
+    def start_with_headers(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        ours = engine.header_names
+        for name, _ in headers:
+            if name.lower() in ours:
+                present = {k.lower() for k, _ in headers}
+                merged = [*headers, *(h for h in extra if h[0].lower() not in present)]
+                break
+        else:
+            merged = [*headers, *extra]
+        if exc_info is not None:
+            return start_response(status, merged, exc_info)
+        return start_response(status, merged)
+
+    return start_with_headers

@@ -278,25 +278,25 @@ class Engine:
         if entry is None:
             return None
         if entry.exempt:
-            if self.observer is not None:
+            if self._observer is not None:
                 route = entry.route
-                self.observer.decision(route.template, route.policy or "", "exempt", 0.0)
+                self._observer.decision(route.template, route.policy or "", "exempt", 0.0)
             return None
         return entry
 
     def _observe(self, route: Route, decision: Decision, shadowed: bool, seconds: float) -> None:
-        assert self.observer is not None
+        assert self._observer is not None
         if decision.degraded:
             outcome = "degraded"
         elif shadowed:
             outcome = "shadow"
         else:
             outcome = "allowed" if decision.allowed else "limited"
-        self.observer.decision(route.template, route.policy or "", outcome, seconds)
+        self._observer.decision(route.template, route.policy or "", outcome, seconds)
 
     def _finish(self, entry: _Prepared, key: str, decision: Decision, started: float, raw: bool) -> Verdict:
         route = entry.route
-        if self.observer is not None:
+        if self._observer is not None:
             self._observe(route, decision, entry.shadow and not decision.allowed, perf_counter() - started)
         if decision.allowed:
             if decision.degraded:
@@ -341,7 +341,7 @@ class Engine:
                 if entry is None:
                     return None
             key = entry.key(request)
-            observer = self.observer
+            observer = self._observer
             started = perf_counter() if observer is not None else 0.0
             decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
             if observer is None and decision.allowed and not decision.degraded and not entry.wall:
@@ -371,7 +371,7 @@ class Engine:
                 if entry is None:
                     return None
             key = entry.key(request)
-            observer = self.observer
+            observer = self._observer
             started = perf_counter() if observer is not None else 0.0
             decision = await self.limiter.acheck(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
             if observer is None and decision.allowed and not decision.degraded and not entry.wall:

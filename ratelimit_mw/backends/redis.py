@@ -33,8 +33,10 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from ratelimit_mw.backends import redis_channel
 from ratelimit_mw.backends.base import AsyncBackend, Backend
-from ratelimit_mw.backends.redis_batch import CheckCoalescer, OrderedChannel
+from ratelimit_mw.backends.redis_batch import CheckCoalescer
+from ratelimit_mw.backends.redis_channel import OrderedChannel
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
 from ratelimit_mw.backends.redis_direct import DirectCommands, supports_direct
 from ratelimit_mw.backends.redis_lua import (
@@ -343,11 +345,12 @@ class RedisBackend(Backend, AsyncBackend):
             raise _sync_only()
         else:
             cluster = isinstance(self._aclient, redis.asyncio.cluster.RedisCluster)
-        if cluster:
+        if cluster or not redis_channel.available():
             # A script's keys must share a slot: batches split by slot, each group
             # through the cluster client (any of its connections). One batch at a
-            # time: two could overtake each other on different connections.
-            coalescer = CheckCoalescer(self._arun, cluster=True, in_flight=1)
+            # time: two could overtake each other on different connections. (The
+            # same without hiredis, which the one-connection channel parses with.)
+            coalescer = CheckCoalescer(self._arun, cluster=cluster, in_flight=1)
             self._channel = None
         else:
             # A channel of an earlier loop is dropped, not closed: its connection

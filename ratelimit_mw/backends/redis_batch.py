@@ -11,7 +11,8 @@ load and shrink with it.
 
 Up to two batches are in flight, each taking an even share of the checks under
 way: the app handles one batch's answers while Redis runs the other, instead of
-the two taking turns. Both travel on one connection (:class:`OrderedChannel`),
+the two taking turns. Both travel on one connection
+(:class:`~ratelimit_mw.backends.redis_channel.OrderedChannel`),
 and Redis runs a connection's commands in order.
 
 Decisions are those of the checks sent one by one in submission order: the
@@ -29,24 +30,15 @@ policy answers it), an error reply inside a batch fails only its own check.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from redis.crc import key_slot
-from redis.exceptions import ResponseError
 
 from ratelimit_mw.backends.redis_lua import Script, script_for_batch
 from ratelimit_mw.errors import BackendError
 
-_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
-try:  # redis[hiredis], our dependency: hiredis packs in C
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # pragma: no cover - hiredis is a dependency; kept working without it
-    _hiredis_pack = None
-
-__all__ = ["MAX_BATCH", "CheckCoalescer", "OrderedChannel"]
+__all__ = ["MAX_BATCH", "CheckCoalescer"]
 
 #: Most checks in one batch: bounds the script's run time on the server (Redis runs
 #: one script at a time), ~1-2 ms for 128 single-rule checks.
@@ -215,128 +207,3 @@ def _settle(batch: Sequence[_Check], replies: Any) -> None:
             check.future.set_exception(BackendError(f"redis: {type(reply).__name__}: {reply}"))
         else:
             check.future.set_result(reply)
-
-
-def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
-    """The command in RESP, packed by hiredis in C when the connection encodes as it does.
-
-    redis.asyncio packs in Python, one ``Encoder.encode`` call per argument: for a
-    batch of coalesced checks that cost ~7 us per check, measured in process with
-    32 requests in flight (cProfile). hiredis encodes ``str`` as UTF-8 and numbers
-    as their decimal text, which is redis-py's default ``Encoder``; a client set up
-    with another encoding keeps redis-py's packer.
-    """
-    encoder = getattr(conn, "encoder", None)
-    if _hiredis_pack is not None and getattr(encoder, "encoding", None) == "utf-8" and (
-        getattr(encoder, "encoding_errors", None) == "strict"
-    ):
-        return _hiredis_pack(args)
-    return conn.pack_command(*args)
-
-
-class OrderedChannel:
-    """Commands written on ONE connection, answered in the order they were written.
-
-    Redis runs the commands of one connection in arrival order, so the batches
-    a coalescer has in flight at once run in the order they were formed, and
-    every decision is the one its check would get alone at that point. Up to
-    ``IN_FLIGHT`` batches share the connection: the app handles the answers to
-    one while Redis runs the next, instead of the two taking turns.
-
-    Uses redis-py's connection the way its own pipelines do (``pack_command``,
-    ``send_packed_command``, ``read_response``), holding one pooled connection.
-    Any connection failure fails every command in flight with a BackendError
-    and drops the connection; the next command takes a fresh one.
-
-    Args:
-        pool: returns the redis.asyncio client's connection pool (awaited when a
-            connection is needed, so the client is created by the first command).
-        wrap: turns a driver exception into the BackendError to raise.
-    """
-
-    def __init__(self, pool: Callable[[], Awaitable[Any]], wrap: Callable[[BaseException], BackendError]) -> None:
-        self._get_pool = pool
-        self._pool: Any = None  # the pool the connection came from (to give it back)
-        self._wrap = wrap
-        self._conn: Any = None
-        self._write_lock = asyncio.Lock()
-        self._waiting: deque[asyncio.Future[Any]] = deque()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def call(self, *args: Any) -> Any:
-        """Send one command; its reply (an error reply raises ResponseError)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        async with self._write_lock:  # FIFO: writes and _waiting stay in one order
-            conn = self._conn
-            try:
-                if conn is None:
-                    # From the pool, whose health check drops a connection the
-                    # server closed (restart, idle timeout) before handing it out.
-                    pool = await self._get_pool()
-                    conn = await pool.get_connection()
-                    self._pool, self._conn = pool, conn
-                packed = _pack(conn, args)
-                self._waiting.append(future)
-                await conn.send_packed_command(packed, check_health=False)
-            except BaseException as exc:
-                await self._broken(exc)
-                if future.done() and not future.cancelled():
-                    future.exception()  # reported by the raise below, not as "never retrieved"
-                if isinstance(exc, Exception):
-                    raise self._wrap(exc) from exc
-                raise
-            if self._reader is None:
-                self._reader = asyncio.get_running_loop().create_task(self._read(conn))
-        return await future
-
-    async def _read(self, conn: Any) -> None:
-        """Read replies in order while commands are in flight on ``conn``."""
-        me = asyncio.current_task()
-        try:
-            while self._waiting and self._conn is conn:
-                try:
-                    reply = await conn.read_response()
-                except ResponseError as exc:  # this command's error reply only
-                    reply = exc
-                if self._conn is not conn:  # dropped meanwhile: its futures have failed
-                    return
-                future = self._waiting.popleft()
-                if future.done():  # its caller was cancelled
-                    continue
-                if isinstance(reply, ResponseError):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
-        except BaseException as exc:
-            if self._conn is conn:
-                await self._broken(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        finally:
-            if self._reader is me:
-                self._reader = None
-        if self._conn is conn and not self._waiting:
-            # Idle: back to the pool, so the next burst gets a checked connection.
-            self._conn = None
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn)
-
-    async def _broken(self, exc: BaseException) -> None:
-        """Fail everything in flight and drop the connection (its replies are lost)."""
-        waiting, self._waiting = self._waiting, deque()
-        conn, self._conn = self._conn, None
-        self._reader = None  # the next command starts a reader for its connection
-        error = self._wrap(exc) if isinstance(exc, Exception) else BackendError("redis: cancelled")
-        for future in waiting:
-            if not future.done():
-                future.set_exception(error)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn)
-
-    async def aclose(self) -> None:
-        """Give the connection back (disconnected: replies may still be due)."""
-        await self._broken(BackendError("redis: backend closed"))

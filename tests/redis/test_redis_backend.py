@@ -571,7 +571,7 @@ def test_reset_deletes(backend: RedisBackend, client: redis.Redis) -> None:
     asyncio.run(main())
     assert _states(client, keys, ALL_RULES) == 0
     # what is left of the client's time states: their hashes' '~' notes, which expire
-    assert all(client.hkeys(h) == [b"~"] for h in stored[:3])
+    assert all(client.hkeys(h) == [b"~"] for h in stored[:3]), [client.hkeys(h) for h in stored[:3]]
 
 
 def test_reset_keeps_the_other_fields_of_a_shared_hash(backend: RedisBackend, client: redis.Redis) -> None:

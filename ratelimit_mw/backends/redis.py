@@ -103,6 +103,9 @@ class RedisBackend(Backend, AsyncBackend):
         coalesce: send the async checks that overlap on one event loop together,
             in one round trip per batch (see :mod:`ratelimit_mw.backends.redis_batch`;
             the decisions are the same). ``False``: one round trip per check.
+            Coalesced checks travel on one connection that the backend keeps from
+            the async client's pool while the loop runs (a pool capped at one
+            connection would leave none for ``areset``/``apeek``).
         **options: redis-py client options for URL specs (``socket_timeout`` and
             ``socket_connect_timeout`` default to 0.05 s; ``max_connections``,
             ``ssl_*``, ``decode_responses``...). Not accepted with a client object.

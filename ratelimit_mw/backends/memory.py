@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from math import floor as _floor
 from typing import TYPE_CHECKING, Any
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
-from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, EXPIRY_FUNCTIONS, StepTuple
+from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, EXPIRY_FUNCTIONS, StepTuple, gcra, token_bucket
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.evaluate import combine, inspect
-from ratelimit_mw.core.rates import Rule
+from ratelimit_mw.core.rates import EPS, Rule
 from ratelimit_mw.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -222,20 +223,57 @@ class MemoryBackend(Backend, AsyncBackend):
                 table = tables.get(table_id) or self._table(table_id, quota.rules[0])
                 states = table.states
                 state = states.get(client)  # a stored state is never None: one lookup tells a new client
-                allowed, new_state, remaining, reset_after, retry_after, _, delay = table.step(
-                    state, now, table.rule, cost
-                )
-                if allowed:
-                    if cost:
-                        if state is None:
-                            if self._size >= self.max_keys:
-                                self._make_room(now)
-                            self._size += 1
-                        states[client] = new_state
-                    return _new(Decision, (True, table.capacity, remaining, reset_after, retry_after, table.rule,
-                                           delay, (), False))
-                return _new(Decision, (False, table.capacity, remaining, reset_after, retry_after, table.rule,
-                                       0.0, table.denied, False))
+                rule = table.rule
+                step = table.step
+                if step is gcra:
+                    # core.algorithms.gcra written out, line for line (no call, no step tuple);
+                    # tests/core/test_memory_fast_path.py holds the two bit-identical
+                    interval = rule.interval
+                    tolerance = rule.tolerance
+                    tat = state if state is not None and state > now else now
+                    new_state = tat + cost * interval
+                    ahead = new_state - now
+                    if ahead > tolerance + EPS:
+                        used = tat - now
+                        remaining = _floor((tolerance - used + EPS) / interval)
+                        return _new(Decision, (False, table.capacity, max(remaining, 0), used, ahead - tolerance,
+                                               rule, 0.0, table.denied, False))
+                    remaining = _floor((tolerance - ahead + EPS) / interval)
+                    reset_after = ahead
+                    retry_after = delay = 0.0
+                elif step is token_bucket:
+                    # core.algorithms.token_bucket written out, likewise
+                    interval = rule.interval
+                    capacity = rule.capacity_float
+                    slack = rule.slack
+                    if state is None:
+                        tokens = capacity
+                    else:
+                        tokens = (now - state) / interval
+                        if tokens > capacity:
+                            tokens = capacity
+                    if tokens + slack < cost:
+                        missing = (capacity - tokens) * interval
+                        return _new(Decision, (False, table.capacity, max(_floor(tokens + slack), 0), missing,
+                                               (cost - tokens) * interval, rule, 0.0, table.denied, False))
+                    tokens -= cost
+                    reset_after = (capacity - tokens) * interval
+                    new_state = now - tokens * interval
+                    remaining = _floor(tokens + slack)
+                    retry_after = delay = 0.0
+                else:
+                    allowed, new_state, remaining, reset_after, retry_after, _, delay = step(state, now, rule, cost)
+                    if not allowed:
+                        return _new(Decision, (False, table.capacity, remaining, reset_after, retry_after, rule,
+                                               0.0, table.denied, False))
+                if cost:
+                    if state is None:
+                        if self._size >= self.max_keys:
+                            self._make_room(now)
+                        self._size += 1
+                    states[client] = new_state
+                return _new(Decision, (True, table.capacity, remaining, reset_after, retry_after, rule, delay, (),
+                                       False))
             finally:
                 release()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ratelimit_mw.backends.memory import MemoryBackend
 from ratelimit_mw.limiter import Limiter, Quota
@@ -77,3 +79,60 @@ def test_several_limits_answer_as_the_keyed_path(limits: list[str]) -> None:
     fresh = MemoryBackend().hit(["a:0", "a:1", "a:2"][: len(quota.rules)], quota.rules, 1, clock())
     assert backend.hit_client(hash("a"), quota, 1, clock()) == fresh
     assert len(backend) == len(quota.rules)
+
+
+RATES = st.sampled_from(["1/second", "3/second", "10/second; burst=40", "7/7.5s", "5/minute; burst=2",
+                         "1000/hour", "10000/day", "2/0.3s"])
+STEPS = st.lists(
+    st.tuples(st.sampled_from(["a", "b"]),
+              st.one_of(st.sampled_from([0.0, 1e-9, 1e-6, 0.1, 0.3]), st.floats(0, 30, allow_nan=False)),
+              st.sampled_from([1, 1, 1, 0, 2, 5])),
+    min_size=1, max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=RATES, algorithm=st.sampled_from(["gcra", "token_bucket"]), steps=STEPS,
+       start=st.sampled_from([0.0, 1_800_000_000.123456, 12345.678]))
+def test_the_written_out_algorithms_are_the_shared_ones_bit_for_bit(
+    rate: str, algorithm: str, steps: list[tuple[str, float, int]], start: float
+) -> None:
+    """The bound check writes gcra and the token bucket out inline; the general path
+    calls ``core.algorithms``. Every Decision and every stored state must be the same
+    floats, for odd periods, bursts, costs (0 included) and gaps (tiny ones included)."""
+    clock = FakeClock(start)
+    fast = Limiter("memory://", clock=clock)
+    reference = MemoryBackend()
+    quota = fast.quota(f"{rate}; algorithm={algorithm}", "scope")
+    assert quota.rules[0].algorithm == algorithm
+    for key, gap, cost in steps:
+        clock.advance(gap)
+        got = fast.check(key, quota, cost=cost)
+        want = reference.hit_client(hash(key), quota, cost, clock())
+        assert got == want
+        assert [repr(x) for x in got] == [repr(x) for x in want]  # -0.0 vs 0.0 included
+    mine = fast.backend._tables[quota.single].states  # type: ignore[attr-defined]
+    theirs = reference._tables[quota.single].states
+    assert {k: repr(v) for k, v in mine.items()} == {k: repr(v) for k, v in theirs.items()}
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "token_bucket"])
+@pytest.mark.parametrize("start", [0.0, 1_800_000_000.123456])
+def test_the_written_out_algorithms_agree_on_the_boundaries(algorithm: str, start: float) -> None:
+    """A burst at one instant, then waits of exactly one interval: the cases where the
+    float tolerance EPS decides (the 3rd of 3/second lands 2e-16 past the tolerance)."""
+    for rate in ["1/second", "3/second", "10/second; burst=40", "7/7.5s", "2/0.3s", "5/minute; burst=2"]:
+        clock = FakeClock(start)
+        fast = Limiter("memory://", clock=clock)
+        reference = MemoryBackend()
+        quota = fast.quota(f"{rate}; algorithm={algorithm}", "scope")
+        rule = quota.rules[0]
+        outcomes = []
+        for i in range(3 * rule.capacity + 6):
+            if i > rule.capacity and i % 2:
+                clock.advance(rule.interval)
+            got = fast.check("a", quota)
+            assert got == reference.hit_client(hash("a"), quota, 1, clock()), (rate, i)
+            outcomes.append(got.allowed)
+        assert outcomes[: rule.capacity] == [True] * rule.capacity, rate  # the whole burst, EPS included
+        assert False in outcomes, rate

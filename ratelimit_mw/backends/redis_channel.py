@@ -236,14 +236,14 @@ class OrderedChannel:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
-        if not waiting and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # The deadline timer stays armed when nothing is left in flight: it finds
+        # nothing to time out and lapses, which is cheaper than a cancel here and a
+        # new timer for the next command, one request after another.
 
     def _check_deadline(self) -> None:
         self._timer = None
         link = self._link
-        if link is None or not self._waiting:
+        if link is None or not self._waiting:  # all answered: the next command arms it again
             return
         loop = asyncio.get_running_loop()
         due = self._waiting[0][1]

@@ -162,7 +162,10 @@ def test_commands_waiting_for_the_connection_go_out_in_order_and_survive_a_cance
             assert channel._link is None
             await channel.call("DEL", channel_key)
             await channel.aclose()
-            tasks = [asyncio.create_task(channel.call("RPUSH", channel_key, i)) for i in range(10)]
+            async def push(i: int) -> object:
+                return await channel.call("RPUSH", channel_key, i)
+
+            tasks = [asyncio.create_task(push(i)) for i in range(10)]
             await asyncio.sleep(0)  # every call is queued, the connect under way
             tasks[0].cancel()  # the caller that started the connect goes away
             done = await asyncio.gather(*tasks, return_exceptions=True)

@@ -24,7 +24,7 @@ from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.rates import parse_rate
 from ratelimit_mw.errors import BackendError
 from ratelimit_mw.limiter import Limiter
-from tests.support.redis_servers import RedisServer, ServerStartError, free_port
+from tests.support.redis_servers import RedisSentinel, RedisServer, ServerBinary, ServerStartError, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -245,3 +245,47 @@ def test_a_tls_connection_is_driven_the_same_way(tmp_path: Path) -> None:
         server.stop()
     assert not any(d.degraded for d in got)
     assert sorted(d.remaining for d in got[:30])[:3] == [90, 90, 90] and got[-1].remaining == 89
+
+
+def test_a_sentinel_failover_is_followed_by_the_async_checks(redis_server_binary: ServerBinary) -> None:
+    """``SENTINEL FAILOVER`` demotes the master the channel is connected to. Checks in
+    the switch may fail over to the policy; then, by themselves, the checks reach the
+    new master (the channel drops the demoted server's connection on its close or
+    ``READONLY``, and the pool's next connection asks the sentinels)."""
+    setup = RedisSentinel(sentinels=2, replicas=1, binary=redis_server_binary.path)
+    setup.start()
+    limiter = Limiter(setup.url, on_backend_error="deny", breaker_threshold=1000, **TIMEOUTS)
+
+    async def main() -> tuple[Decision, tuple[str, int], tuple[str, int], list[Decision]]:
+        try:
+            first = await limiter.acheck("fo-client", "100/hour")
+            old = setup.master_address()
+            setup.sentinels[0].command("SENTINEL", "FAILOVER", setup.master_name)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while setup.master_address() == old:  # the sentinels' switch (bounded)
+                assert loop.time() < deadline, "no failover"
+                await asyncio.sleep(0.05)
+            seen: list[Decision] = []
+            while True:  # a few checks may fail to the policy while the roles change
+                decision = await limiter.acheck("fo-client", "100/hour")
+                seen.append(decision)
+                if not decision.degraded:
+                    break
+                assert loop.time() < deadline, f"still failing after {len(seen)} checks"
+                await asyncio.sleep(0.05)
+            return first, old, setup.master_address(), seen
+        finally:
+            await limiter.aclose()
+
+    try:
+        first, old, new, seen = asyncio.run(main())
+    finally:
+        setup.stop()
+    assert first.allowed and not first.degraded
+    assert new != old
+    last = seen[-1]
+    assert last.allowed and not last.degraded
+    # the new master holds the replicated state: the first check counted (98 left), or
+    # the switch lost that write (99 left); never a fresh bucket past the quota
+    assert last.remaining in (98, 99)

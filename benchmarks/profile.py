@@ -10,7 +10,10 @@ RateLimitMiddleware in-process, allowed), ``wsgi`` (Flask + WSGIRateLimitMiddlew
 Redis), ``asgi-redis`` (the ASGI app on Redis, 32 requests in flight: what uvicorn
 runs in target 6), ``asgi-parts`` (no profiler: the middleware's parts costed in
 situ by stubbing them out), ``uvicorn-parts`` (the same under uvicorn and wrk, as
-the server's CPU per request, plus idle latency on memory and Redis). Prints the
+the server's CPU per request, plus idle latency on memory and Redis), ``redis-wait``
+(no profiler: the demo app on uvicorn and Redis with timing probes, one request every
+2 ms: the time to the Redis write, the wait, the time after the reply, and the
+script's own time from ``INFO commandstats``). Prints the
 share of samples by package (ratelimit_mw, redis, starlette, asyncio...), then OUR
 functions by self time and by total time, as a share of everything the subject did.
 Uses pyinstrument (sampling, 1 ms), so the shares are not inflated by per-call
@@ -324,10 +327,72 @@ def uvicorn_parts(repeats: int = 3, seconds: float = 3.0) -> None:
         redis.stop()
 
 
+def redis_wait(count: int = 1500, gap: float = 0.002) -> None:
+    """Where an idle request's time goes when its check goes to Redis.
+
+    The demo app (``examples/fastapi_app.py``, two gcra limits) with timing probes
+    (``benchmarks/targets/probed_demo.py``) on uvicorn and Redis, one request every
+    ``gap`` seconds. Prints the latency the client sees, the split in the server
+    (to the write of the check, the wait for Redis, from the reply to the response
+    start) and what Redis itself reports for the script (``INFO commandstats``),
+    next to a ``return 1`` script sent the same way.
+    """
+    import json
+    import tempfile
+    import urllib.request
+
+    import redis as redis_py
+
+    from benchmarks.servers import Uvicorn
+
+    redis = start_redis()
+    workdir = Path(tempfile.mkdtemp(prefix="redis-wait-"))
+    server = Uvicorn("benchmarks.targets.probed_demo:app", {"REDIS_URL": redis.url}, log_dir=workdir, name="probed")
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        server.wait_ready()
+        _idle_latency(server.port, 300, gap / 2)  # warm-up
+        probe = f"http://127.0.0.1:{server.port}/__probe"
+        urllib.request.urlopen(probe, timeout=5).read()
+        client.config_resetstat()
+        seen = _idle_latency(server.port, count, gap)
+        rows = json.loads(urllib.request.urlopen(probe, timeout=5).read())
+        script = client.info("commandstats").get("cmdstat_evalsha", {})
+        sha = client.script_load("return 1")
+        client.config_resetstat()
+        for _ in range(count // 3):
+            time.sleep(gap)
+            client.evalsha(sha, 0)
+        trivial = client.info("commandstats").get("cmdstat_evalsha", {})
+    finally:
+        client.close()
+        server.stop()
+        redis.stop()
+
+    def spread(values: list[float]) -> str:
+        ordered = sorted(values)
+        at = [ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1e6 for q in (0.5, 0.9, 0.99)]
+        return f"{at[0]:7.0f} {at[1]:7.0f} {at[2]:7.0f}"
+
+    split = [r for r in rows if r[0] is not None]
+    print(f"== the demo app on uvicorn + Redis, one request every {gap * 1000:g} ms ({count} requests)")
+    print(f"  client-observed median: {seen * 1e6:.0f} us")
+    print(f"  in the server ({len(split)} of {len(rows)} requests split)      p50     p90     p99 (us)")
+    for i, label in enumerate(("entry -> check written to Redis", "waiting for Redis's reply",
+                               "reply -> response start (app)", "entry -> response start")):
+        print(f"  {label:42} {spread([r[i] for r in split])}")
+    print("  Redis's own time per EVALSHA (INFO commandstats, usec_per_call):")
+    print(f"    the demo route's script: {script.get('usec_per_call', float('nan')):.1f} us "
+          f"({script.get('calls', 0)} calls); 'return 1' sent the same way: "
+          f"{trivial.get('usec_per_call', float('nan')):.1f} us")
+    if len(split) < len(rows) / 2:
+        print("  WARNING: most checks were sent in batches; the split covers only lone ones")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("subject", choices=["inmem", "asgi", "wsgi", "redis-sync", "redis-async", "asgi-redis",
-                                            "asgi-parts", "uvicorn-parts"])
+                                            "asgi-parts", "uvicorn-parts", "redis-wait"])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--tree", action="store_true", help="also print pyinstrument's call tree")
@@ -337,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.subject == "uvicorn-parts":
         uvicorn_parts()
+        return 0
+    if args.subject == "redis-wait":
+        redis_wait()
         return 0
     try:
         from pyinstrument import Profiler

@@ -67,8 +67,9 @@ def available() -> bool:
     return hiredis is not None
 
 
-def _pack(conn: Any, args: tuple[Any, ...]) -> bytes:
-    """The command in RESP, packed by hiredis in C when the connection encodes as it does.
+def _packer(conn: Any) -> Callable[[tuple[Any, ...]], bytes]:
+    """How commands for ``conn`` are packed into RESP: by hiredis in C when the
+    connection encodes as it does, else by redis-py (chosen once per connection).
 
     redis.asyncio packs in Python, one ``Encoder.encode`` call per argument: for a
     batch of coalesced checks that cost ~7 us per check, measured in process with
@@ -80,8 +81,17 @@ def _pack(conn: Any, args: tuple[Any, ...]) -> bytes:
     if _hiredis_pack is not None and getattr(encoder, "encoding", None) == "utf-8" and (
         getattr(encoder, "encoding_errors", None) == "strict"
     ):
-        return _hiredis_pack(args)
-    return b"".join(conn.pack_command(*args))
+        return _hiredis_pack
+    return lambda args: b"".join(conn.pack_command(*args))
+
+
+def _not_connected(args: tuple[Any, ...]) -> bytes:
+    raise RedisConnectionError("no connection to pack for")
+
+
+def _pack(conn: Any, args: tuple[Any, ...]) -> bytes:
+    """``args`` packed for ``conn`` (see :func:`_packer`)."""
+    return _packer(conn)(args)
 
 
 class _Replies(asyncio.Protocol):
@@ -123,6 +133,7 @@ class OrderedChannel:
         self._conn: Any = None  # redis-py's connection object (made and configured it)
         self._link: _Replies | None = None  # its transport's protocol while we own it
         self._reader: Any = None  # hiredis.Reader of the connection
+        self._pack: Callable[[tuple[Any, ...]], bytes] = _not_connected  # chosen per connection
         self._timeout: float | None = None  # the connection's socket_timeout
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()  # (waiter, deadline), in write order
         self._timer: asyncio.TimerHandle | None = None
@@ -153,7 +164,7 @@ class OrderedChannel:
               loop: asyncio.AbstractEventLoop) -> None:
         """Write one command and queue its waiter (no await: writes and ``_waiting`` keep one order)."""
         try:
-            packed = _pack(self._conn, args)
+            packed = self._pack(args)
         except Exception as exc:  # an argument redis-py cannot encode: this command only
             future.set_exception(self._wrap(exc))
             return
@@ -200,6 +211,7 @@ class OrderedChannel:
             return
         self._connecting = None
         self._pool, self._conn, self._link, self._reader = pool, conn, link, reader
+        self._pack = _packer(conn)
         self._timeout = getattr(conn, "socket_timeout", None)
         backlog, self._backlog = self._backlog, []
         loop = asyncio.get_running_loop()

@@ -187,8 +187,9 @@ def _script_call(batch: Sequence[_Check]) -> tuple[list[Any], Script]:
     args: list[Any] = [len(keys), *keys, "batch", len(heads)]
     for head in heads:
         args += head
-    if len(heads) > 1:  # one head: the script gives it to every check
-        args += indexes
+    if len(heads) == 1:  # one head: the script gives it to every check; its algorithms are every check's
+        return args, batch[0].script
+    args += indexes
     return args, script_for_batch([check.script for check in batch])
 
 

@@ -9,12 +9,12 @@ Why not redis-py's ``send_packed_command``/``read_response``: each call there
 wraps the socket in ``asyncio.wait_for`` (a task per call on Python 3.11), and
 reading needs a task of its own; with the pool's check-out and check-in per idle
 request, an idle check crossed ~6 event-loop iterations and made 2 tasks. On a
-loaded server each iteration is a ``epoll`` call, and in a VM each extra wake-up
+loaded server each iteration is an ``epoll`` call, and in a VM each extra wake-up
 of a process costs tens of microseconds. Here the connection's transport is
 handed a small :class:`asyncio.Protocol`: ``call`` writes the packed command at
-once (no await), and the loop's read callback parses the replies with hiredis
-and settles the waiters' futures directly. A check then costs the loop one
-wake-up for its reply and no task.
+once and returns its future (no await), and the loop's read callback parses the
+replies with hiredis and settles the waiters' futures directly. A check then
+costs the loop one wake-up for its reply and no task.
 
 What redis-py still does: it makes the connection (TCP or Unix socket, TLS,
 AUTH, ``HELLO``, ``SELECT``, Sentinel's discovery of the master) through the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,11 @@ def _channel(backend: RedisBackend) -> OrderedChannel:
     return channel
 
 
-async def _until(condition: object, limit: float = 2.0) -> None:
+async def _until(condition: Callable[[], bool], limit: float = 2.0) -> None:
     """Let the loop run until ``condition()`` holds (bounded; no fixed sleep)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.002)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from binascii import b2a_base64
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from hashlib import blake2b
@@ -170,6 +170,12 @@ class Limiter:
         # Which APIs the backend serves, decided once (an ABC isinstance per check costs ~0.3 us).
         self._sync_ok = isinstance(self.backend, Backend) and getattr(self.backend, "supports_sync", True)
         self._async_ok = isinstance(self.backend, AsyncBackend) and getattr(self.backend, "supports_async", True)
+        # The backend's check as a plain function returning an awaitable where it offers
+        # one (RedisBackend.ahit_nowait: one coroutine frame fewer each way per check).
+        self._ahit: Callable[..., Awaitable[Decision]] = cast(
+            "Callable[..., Awaitable[Decision]]",
+            getattr(self.backend, "ahit_nowait", None) or getattr(self.backend, "ahit", None),
+        )
         self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
         self._hit_local = self._memory.hit_client
         self.on_backend_error = on_backend_error
@@ -362,11 +368,10 @@ class Limiter:
             return self._degraded(quota, keys, cost, mode, None)
         if not self._async_ok:
             raise ConfigError("this backend is sync-only: use check()")
-        backend = cast(AsyncBackend, self.backend)
         observer = self.observer
         started = perf_counter() if observer is not None else 0.0
         try:
-            decision = await backend.ahit(keys, quota.rules, cost, now if self._pass_time else None)
+            decision = await self._ahit(keys, quota.rules, cost, now if self._pass_time else None)
         except Exception as exc:
             self.breaker.failure()
             return self._degraded(quota, keys, cost, mode, exc)

@@ -44,7 +44,13 @@ class Backend(ABC):
 
 
 class AsyncBackend(ABC):
-    """Asynchronous twin of :class:`Backend`."""
+    """Asynchronous twin of :class:`Backend`.
+
+    A backend may also offer ``ahit_nowait`` (same arguments as :meth:`ahit`): a plain
+    function returning an awaitable of the Decision, which the Limiter then calls
+    instead, so a check that waits on a future crosses no coroutine frame of the
+    backend's (see ``RedisBackend.ahit_nowait``).
+    """
 
     has_clock: bool = False
 

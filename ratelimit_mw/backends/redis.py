@@ -64,7 +64,7 @@ _ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
 
 #: Per rule tuple: (the tuple, its script, its check head for server time and cost 1,
 #: the head's ARGV part).
-_Plan = tuple[tuple[Rule, ...], Script, tuple[Any, ...], tuple[Any, ...]]
+_Plan = tuple[tuple[Rule, ...], Script, tuple[Any, ...], tuple[Any, ...], Callable[[Any], Decision]]
 
 
 def _sync_only() -> ConfigError:
@@ -307,10 +307,16 @@ class RedisBackend(Backend, AsyncBackend):
     async def ahit(
         self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None
     ) -> Decision:
+        return await self.ahit_nowait(keys, rules, cost, now)
+
+    def ahit_nowait(
+        self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None
+    ) -> Awaitable[Decision]:
+        """:meth:`ahit` as a plain function returning an awaitable (see ``AsyncBackend``):
+        a coalesced check's future, settled with its Decision."""
         rule_tuple = rules if type(rules) is tuple else tuple(rules)
         if not self.coalesce:
-            args = argv("hit", keys, rule_tuple, cost, now, self._min_ttl_ms)
-            return decode_hit(rule_tuple, await self._arun(args, script_for(rule_tuple)))
+            return self._ahit_alone(keys, rule_tuple, cost, now)
         coalescer = self._coalescer
         if coalescer is None or self._coalescer_loop is not asyncio.get_running_loop():
             coalescer = self._new_coalescer()
@@ -321,7 +327,11 @@ class RedisBackend(Backend, AsyncBackend):
             tail = plan[2]  # the common case: server time, cost 1
         else:
             tail = tuple(check_args("hit", keys, rule_tuple, cost, now, self._min_ttl_ms))
-        return decode_hit(rule_tuple, await coalescer.submit(keys, tail, plan[1]))
+        return coalescer.submit(keys, tail, plan[1], plan[4])
+
+    async def _ahit_alone(self, keys: Sequence[str], rules: tuple[Rule, ...], cost: int, now: float | None) -> Decision:
+        args = argv("hit", keys, rules, cost, now, self._min_ttl_ms)
+        return decode_hit(rules, await self._arun(args, script_for(rules)))
 
     def _plan(self, rules: tuple[Rule, ...]) -> _Plan:
         """What every check of ``rules`` reuses: the script, and the check's ARGV for
@@ -330,7 +340,7 @@ class RedisBackend(Backend, AsyncBackend):
         if len(self._plans) >= 1024:
             self._plans.clear()
         head = tuple(check_args("hit", [""] * len(rules), rules, 1, None, self._min_ttl_ms))
-        plan = (rules, script_for(rules), head, head[1:])
+        plan = (rules, script_for(rules), head, head[1:], functools.partial(decode_hit, rules))
         self._plans[id(rules)] = plan
         return plan
 

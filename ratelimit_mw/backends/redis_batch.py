@@ -57,6 +57,7 @@ class _Check(NamedTuple):
     tail: tuple[Any, ...]  # n, mode, now, cost, min_ttl_ms, *rule args: the head of the check
     script: Script
     future: asyncio.Future[Any]
+    decode: Callable[[Any], Any]  # the reply -> what the caller gets
 
 
 def _fail(checks: Sequence[_Check], message: str) -> None:
@@ -91,24 +92,45 @@ class CheckCoalescer:
         self.round_trips = 0
         self.checks = 0
 
-    async def submit(self, keys: Sequence[str], tail: tuple[Any, ...], script: Script) -> Any:
-        """The script's reply for one check (its ARGV is ``tail``, without a batch header)."""
+    def submit(
+        self, keys: Sequence[str], tail: tuple[Any, ...], script: Script, decode: Callable[[Any], Any]
+    ) -> Awaitable[Any]:
+        """``decode(reply)`` of the script's reply for one check (its ARGV is ``tail``,
+        without a batch header).
+
+        A plain function returning an awaitable, not a coroutine: a check that finds
+        round trips under way is queued now and handed its future itself, settled with
+        the decoded reply, so it crosses no frame of ours on its way out and back in.
+        """
         if not self._in_flight and not self._queue:
-            # Idle: go at once. Whatever queues meanwhile is sent by sender tasks.
-            self._in_flight += 1
-            self._in_flight_checks += 1
-            try:
-                self.round_trips += 1
-                self.checks += 1
-                return await self._run([len(keys), *keys, *tail[1:]], script)
-            finally:
-                self._in_flight -= 1
-                self._in_flight_checks -= 1
-                self._kick()
+            return self._when_started(keys, tail, script, decode)
+        return self._enqueue(keys, tail, script, decode)
+
+    def _enqueue(self, keys: Sequence[str], tail: tuple[Any, ...], script: Script,
+                 decode: Callable[[Any], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Check(keys, tail, script, future))
+        self._queue.append(_Check(keys, tail, script, future, decode))
         self._kick()
-        return await future
+        return future
+
+    async def _when_started(self, keys: Sequence[str], tail: tuple[Any, ...], script: Script,
+                            decode: Callable[[Any], Any]) -> Any:
+        """Found idle: decided when awaited, as it is sent (an awaitable made but awaited
+        later must not count as in flight, nor jump the checks queued meanwhile)."""
+        if self._in_flight or self._queue:
+            return await self._enqueue(keys, tail, script, decode)
+        # Idle: go at once. Whatever queues meanwhile is sent by sender tasks.
+        self._in_flight += 1
+        self._in_flight_checks += 1
+        try:
+            self.round_trips += 1
+            self.checks += 1
+            reply = await self._run([len(keys), *keys, *tail[1:]], script)
+        finally:
+            self._in_flight -= 1
+            self._in_flight_checks -= 1
+            self._kick()
+        return decode(reply)
 
     def _kick(self) -> None:
         if self._queue and not self._scheduled and self._in_flight < self._max_in_flight:
@@ -206,5 +228,10 @@ def _settle(batch: Sequence[_Check], replies: Any) -> None:
             continue
         if isinstance(reply, Exception):  # an error reply for this check only
             check.future.set_exception(BackendError(f"redis: {type(reply).__name__}: {reply}"))
+            continue
+        try:
+            value = check.decode(reply)
+        except Exception as exc:  # a malformed reply: this check's caller sees it, as if decoded there
+            check.future.set_exception(exc)
         else:
-            check.future.set_result(reply)
+            check.future.set_result(value)

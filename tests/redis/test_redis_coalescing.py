@@ -248,3 +248,28 @@ def test_a_restart_under_concurrency_recovers_by_itself(fresh_redis_server: Redi
     assert all(d.allowed and not d.degraded for d in before)
     assert all(d.allowed and not d.degraded for d in after)
     assert [d.remaining for d in after[:7]] == [99] * 7  # empty server: fresh buckets
+
+
+def test_a_queued_check_awaits_its_own_future(redis_url: str) -> None:
+    """``ahit_nowait``: a lone check runs as a coroutine; one that queues behind a round
+    trip in flight is handed its future itself, settled with its Decision."""
+    backend = RedisBackend(redis_url, min_ttl=3600, **TIMEOUTS)
+    rules = _rules("5/minute")
+    memory = MemoryBackend()
+
+    async def main() -> list[Decision]:
+        try:
+            first = backend.ahit_nowait(["q:{a}:x"], rules, 1, NOW)
+            assert asyncio.iscoroutine(first)
+            lone = asyncio.ensure_future(first)
+            await asyncio.sleep(0)  # the lone check is in flight now
+            queued = [backend.ahit_nowait(["q:{a}:x"], rules, 1, NOW) for _ in range(6)]
+            assert all(isinstance(q, asyncio.Future) for q in queued)
+            return [await lone, *[await q for q in queued]]
+        finally:
+            await backend.aclose()
+
+    got = asyncio.run(main())
+    expected = [memory.hit(["q:{a}:x"], rules, 1, NOW) for _ in range(7)]
+    assert [_view(d) for d in got] == [_view(d) for d in expected]
+    assert [d.allowed for d in got] == [True] * 5 + [False] * 2

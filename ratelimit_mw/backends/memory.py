@@ -305,8 +305,11 @@ class MemoryBackend(Backend, AsyncBackend):
         code and data from the CPU's caches, and every Python frame a request crosses
         costs several times its hot-loop price (``Engine.admit``: 2.2 us in a loop, 6.0
         us inside uvicorn). A lane crosses four frames (this, the key, the algorithm,
-        the renderer) instead of a dozen. No lane (``None``) for a leaky bucket (it
-        shapes: the caller must wait) or ``cost < 1``.
+        the renderer) instead of a dozen; for gcra (the default algorithm) three, as
+        the algorithm is written out here as in :meth:`client_check` (inside uvicorn
+        its frame cost ~1 us; tests/core/test_memory_fast_path.py holds the two
+        bit-identical). No lane (``None``) for a leaky bucket (it shapes: the caller
+        must wait) or ``cost < 1``.
         """
         if cost < 1 or any(rule.algorithm == "leaky_bucket" for rule in quota.rules):
             return None
@@ -332,9 +335,19 @@ class MemoryBackend(Backend, AsyncBackend):
                     return None
                 states = table.states
                 state = states.get(client)
-                allowed, new_state, remaining, reset_after, _, _, delay = table.step(state, now, table.rule, cost)
-                if not allowed or delay:
-                    return None
+                if table.step is gcra:  # core.algorithms.gcra written out (see the docstring)
+                    rule = table.rule
+                    interval = rule.interval
+                    tat = state if state is not None and state > now else now
+                    new_state = tat + cost * interval
+                    reset_after = new_state - now
+                    if reset_after > rule.tolerance + EPS:
+                        return None
+                    remaining = _floor((rule.tolerance - reset_after + EPS) / interval)
+                else:
+                    allowed, new_state, remaining, reset_after, _, _, delay = table.step(state, now, table.rule, cost)
+                    if not allowed or delay:
+                        return None
                 if state is None:
                     if self._size >= self.max_keys:
                         return None

@@ -136,3 +136,78 @@ def test_the_written_out_algorithms_agree_on_the_boundaries(algorithm: str, star
             outcomes.append(got.allowed)
         assert outcomes[: rule.capacity] == [True] * rule.capacity, rate  # the whole burst, EPS included
         assert False in outcomes, rate
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=RATES, algorithm=st.sampled_from(["gcra", "token_bucket"]), steps=STEPS,
+       start=st.sampled_from([0.0, 1_800_000_000.123456, 12345.678]))
+def test_a_lane_stores_and_reports_what_the_shared_algorithms_do(
+    rate: str, algorithm: str, steps: list[tuple[str, float, int]], start: float
+) -> None:
+    """A fast lane writes gcra out inline (the token bucket calls it): what it reports
+    (remaining, reset) and stores must be the shared algorithm's floats. A lane that
+    declines (a denial, a sweep due) is followed by the general check, as the engine does."""
+    clock = FakeClock(start)
+    fast = Limiter("memory://", clock=clock)
+    reference = MemoryBackend()
+    quota = fast.quota(f"{rate}; algorithm={algorithm}", "scope")
+    fast.check("warm-up", quota)  # the lane needs its table
+    reference.hit_client(hash("warm-up"), quota, 1, clock())
+    for cost in {c for _, _, c in steps if c >= 1}:
+        lane = fast.lane(quota, cost, lambda key: key, (lambda remaining, reset_after: (remaining, reset_after),))
+        assert lane is not None
+        for key, gap, step_cost in steps:
+            if step_cost != cost:
+                continue
+            clock.advance(gap)
+            want = reference.hit_client(hash(key), quota, cost, clock())
+            reported = lane(key)
+            if reported is None:
+                got = fast.check(key, quota, cost=cost)
+                assert [repr(x) for x in got] == [repr(x) for x in want]
+            else:
+                assert want.allowed and not want.delay
+                assert (type(reported[0]), repr(reported[1])) == (int, repr(want.reset_after))
+                assert reported[0] == want.remaining
+    mine = fast.backend._tables[quota.single].states  # type: ignore[attr-defined]
+    theirs = reference._tables[quota.single].states
+    assert {k: repr(v) for k, v in mine.items()} == {k: repr(v) for k, v in theirs.items()}
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "token_bucket"])
+@pytest.mark.parametrize("start", [0.0, 1_800_000_000.123456])
+@pytest.mark.parametrize("rate", ["1/second", "3/second", "10/second; burst=40", "7/7.5s", "2/0.3s",
+                                  "5/minute; burst=2"])
+def test_a_lane_admits_exactly_at_the_boundaries(algorithm: str, start: float, rate: str) -> None:
+    """A burst, then requests just short of the instant the shared algorithm admits the
+    next one (by its own ``retry_after``) and exactly at it: a lane admits a request
+    exactly when the shared algorithm does."""
+    clock = FakeClock(start)
+    fast = Limiter("memory://", clock=clock)
+    reference = MemoryBackend()
+    quota = fast.quota(f"{rate}; algorithm={algorithm}", "scope")
+    fast.check("warm-up", quota)
+    lane = fast.lane(quota, 1, lambda key: key, (lambda remaining, reset_after: remaining,))
+    assert lane is not None
+
+    def both(expect: bool | None) -> bool:
+        want = reference.hit_client(hash("a"), quota, 1, clock())
+        reported = lane("a")
+        if reported is None:  # declined: the engine's general check decides
+            assert fast.check("a", quota).allowed == want.allowed, rate
+        else:
+            assert want.allowed and reported == want.remaining, rate
+        assert expect is None or want.allowed == expect, rate
+        return want.allowed
+
+    for _ in range(quota.rules[0].capacity + 1):
+        both(None)
+    for tiny in (1e-3, 1e-5, 1.5e-6):  # all past the float tolerance EPS (1e-6)
+        wait = reference.peek_client(hash("a"), quota, clock()).retry_after
+        assert wait > tiny, rate
+        clock.advance(wait - tiny)
+        both(False)
+        clock.advance(tiny)
+        if not both(None):  # at the instant, float rounding may leave it a hair short
+            clock.advance(tiny)
+            both(True)

@@ -13,7 +13,9 @@ situ by stubbing them out), ``uvicorn-parts`` (the same under uvicorn and wrk, a
 the server's CPU per request, plus idle latency on memory and Redis), ``redis-wait``
 (no profiler: the demo app on uvicorn and Redis with timing probes, one request every
 2 ms: the time to the Redis write, the wait, the time after the reply, and the
-script's own time from ``INFO commandstats``). Prints the
+script's own time from ``INFO commandstats``), ``cold-parts`` (no profiler: the
+app and the fast lane's parts per request, back to back and with the CPU caches
+evicted before each request, as inside a server). Prints the
 share of samples by package (ratelimit_mw, redis, starlette, asyncio...), then OUR
 functions by self time and by total time, as a share of everything the subject did.
 Uses pyinstrument (sampling, 1 ms), so the shares are not inflated by per-call
@@ -236,6 +238,90 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     loop.close()
 
 
+def cold_parts(repeats: int = 7, count: int = 3000, evict_mib: int = 4) -> dict[str, tuple[float, float]]:
+    """Per-request costs hot (back to back) and cold (the CPU caches evicted before each
+    request, by copying ``evict_mib`` MiB, as a server's own work between two requests
+    does): the whole app, and the fast lane with its parts stubbed out one by one.
+
+    Shows in process why a cost measured in a loop is several times larger inside
+    uvicorn, and which parts grow the most. Returns ``{row: (hot_us, cold_us)}``.
+    """
+    import statistics
+
+    from benchmarks.asgi_driver import _drop, _receive
+    from ratelimit_mw.core.keys import scope_key_reader
+
+    source = bytearray(evict_mib << 20)
+    target = bytearray(evict_mib << 20)
+    scopes = [http_scope(api_key=f"client-{i % 1000}") for i in range(2000)]
+    loop = asyncio.new_event_loop()
+    apps = {"app: bare Starlette": starlette_app("bare"),
+            "app: ours, Engine.admit returns fixed headers": stub_admit(starlette_app("ours"), "fixed"),
+            "app: ours": starlette_app("ours")}
+    ours = apps["app: ours"]
+    ours.middleware_stack = ours.build_middleware_stack()
+    layer = ours.middleware_stack
+    while not hasattr(layer, "engine"):
+        layer = layer.app
+    engine, limiter = layer.engine, layer.engine.limiter
+    loop.run_until_complete(ours(dict(scopes[0], state={}), _receive, _drop))  # builds the lane
+    entry = next(e for e in engine._state.prepared.values() if e.scope_lane is not None)
+    reader = scope_key_reader(entry.key)
+    renders = entry.renderer.allowed_renderers(True)
+    fixed_key = "header:x-api-key:client-1"
+    fixed_headers = renders[0](5, 1.0)
+    lanes = {
+        "lane": entry.scope_lane,
+        "lane, key fixed (no header scan)": limiter.lane(entry.quota, 1, lambda s: fixed_key, renders),
+        "lane, headers fixed (no rendering)": limiter.lane(entry.quota, 1, reader, (lambda r, a: fixed_headers,)),
+        "lane, both fixed (the check alone)": limiter.lane(entry.quota, 1, lambda s: fixed_key,
+                                                           (lambda r, a: fixed_headers,)),
+    }
+
+    async def serve(app: Any, cold: bool) -> float:
+        took = 0.0
+        for i in range(count):
+            if cold:
+                target[:] = source
+            scope = dict(scopes[i % 2000], state={})
+            started = time.perf_counter()
+            await app(scope, _receive, _drop)
+            took += time.perf_counter() - started
+        return took / count * 1e6
+
+    def call(lane: Any, cold: bool) -> float:
+        took = 0.0
+        for i in range(count):
+            if cold:
+                target[:] = source
+            scope = scopes[i % 2000]
+            started = time.perf_counter()
+            lane(scope)
+            took += time.perf_counter() - started
+        return took / count * 1e6
+
+    rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in [*apps, *lanes]}
+    for evict in (False, True):
+        for app in apps.values():
+            loop.run_until_complete(serve(app, evict))  # warm-up
+        for _ in range(repeats):
+            for name, app in apps.items():
+                rows[name][evict].append(loop.run_until_complete(serve(app, evict)))
+            for name, lane in lanes.items():
+                rows[name][evict].append(call(lane, evict))
+    loop.close()
+    result = {name: (statistics.median(hots), statistics.median(colds)) for name, (hots, colds) in rows.items()}
+    print(f"== per-request cost hot, and cold ({evict_mib} MiB copied before each request), us, medians")
+    print(f"  {'hot':>7}  {'cold':>7}")
+    for name, (hot, cold) in result.items():
+        print(f"  {hot:7.2f}  {cold:7.2f}  {name}")
+    bare_hot, bare_cold = result["app: bare Starlette"]
+    ours_hot, ours_cold = result["app: ours"]
+    print(f"  added by ours: {ours_hot - bare_hot:.2f} us hot, {ours_cold - bare_cold:.2f} us cold; "
+          f"ratio to bare {bare_hot / ours_hot:.3f} hot, {bare_cold / ours_cold:.3f} cold")
+    return result
+
+
 def _cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds process ``pid`` has used so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -392,7 +478,7 @@ def redis_wait(count: int = 1500, gap: float = 0.002) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("subject", choices=["inmem", "asgi", "wsgi", "redis-sync", "redis-async", "asgi-redis",
-                                            "asgi-parts", "uvicorn-parts", "redis-wait"])
+                                            "asgi-parts", "uvicorn-parts", "redis-wait", "cold-parts"])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--tree", action="store_true", help="also print pyinstrument's call tree")
@@ -405,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.subject == "redis-wait":
         redis_wait()
+        return 0
+    if args.subject == "cold-parts":
+        cold_parts()
         return 0
     try:
         from pyinstrument import Profiler

@@ -1,0 +1,19 @@
+"""``benchmarks.profile cold-parts`` still builds its variants (it reaches into the engine
+for the fast lane and builds stubbed lanes through ``Limiter.lane``, so a change there
+must show up here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.profile import cold_parts
+
+
+def test_cold_parts_times_every_row(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = cold_parts(repeats=1, count=30, evict_mib=1)
+    assert set(rows) == {
+        "app: bare Starlette", "app: ours, Engine.admit returns fixed headers", "app: ours", "lane",
+        "lane, key fixed (no header scan)", "lane, headers fixed (no rendering)", "lane, both fixed (the check alone)",
+    }
+    assert all(hot > 0 and cold > 0 for hot, cold in rows.values())
+    assert "ratio to bare" in capsys.readouterr().out

@@ -197,12 +197,11 @@ class HeaderRenderer:
         """Per rule of the route, in order, ``(remaining, reset_after) -> pairs`` for an
         allowed request reported by that rule, without a Decision, when the route has the
         default families (else ``None``): what the in-process fast lanes render with (see
-        ``MemoryBackend.lane``). The pairs are those ``_render`` builds; a list may be
-        handed to several requests (see ``_allowed_renderer``), so it is read, never changed."""
+        ``MemoryBackend.lane``). The pairs are those ``_render`` builds."""
         if not self._usual:
             return None
         forms = self._raw if raw else self._text
-        return tuple(_allowed_renderer(forms, rule, shared=True) for rule in self._rules)
+        return tuple(_allowed_renderer(forms, rule) for rule in self._rules)
 
     def _render(self, forms: _Forms, decision: Decision, wall_now: float = 0.0) -> Any:
         d = forms.digits
@@ -290,22 +289,12 @@ def _single_rule_renderer(
     return render
 
 
-def _allowed_renderer(
-    forms: _Forms, rule: Rule, *, shared: bool = False
-) -> Callable[[int, float], list[tuple[Any, Any]]]:
+def _allowed_renderer(forms: _Forms, rule: Rule) -> Callable[[int, float], list[tuple[Any, Any]]]:
     """``(remaining, reset_after) -> pairs`` for an allowed request of a single-rule route
     with the default families: the same five pairs ``_render`` builds, from closure
     locals. Each number is formatted once and joined into ``RateLimit`` (measured
     here: ``str(n)`` 80 ns, one ``"%d;t=%d"`` format of two numbers 260 ns, joining
     ready texts 70-100 ns).
-
-    ``shared=True`` (the fast lanes): the lists are remembered by (remaining, reset) and
-    the same list is returned again, so it must not be changed. Most requests of a busy
-    route share a few such states (a client far from its limit: one used, reset in one
-    emission interval), and inside a server a lookup costs far less than formatting,
-    which runs code the server's own work has evicted from the CPU's caches
-    (``benchmarks.profile asgi-parts``; README, Performance). At most
-    ``SHARED_RENDERINGS`` lists are kept; past that the memo starts over.
     """
     limit_pair: tuple[Any, Any] = (forms.limit, forms.limits[rule.capacity])
     policy_pair = forms.policy_pair
@@ -328,32 +317,7 @@ def _allowed_renderer(
             (ratelimit_name, join((head, remaining_text, t_sep, reset_text))),
         ]
 
-    if not shared:
-        return allowed
-    memo: dict[int, list[tuple[Any, Any]]] = {}
-    recall = memo.get
-
-    def allowed_shared(remaining: int, reset_after: float) -> list[tuple[Any, Any]]:
-        reset = _ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0
-        if type(remaining) is not int:
-            remaining = int(remaining)
-        state = remaining * _RESETS + reset  # one int: no tuple to build and hash
-        pairs = recall(state)
-        if pairs is None:
-            pairs = allowed(remaining, reset)  # a whole ``reset`` renders as itself
-            if reset < _RESETS and remaining >= 0:  # else two states could share a number
-                if len(memo) >= SHARED_RENDERINGS:
-                    memo.clear()
-                memo[state] = pairs
-        return pairs
-
-    return allowed_shared
-
-
-#: Most header lists a fast lane's renderer remembers (see ``_allowed_renderer``): ~300
-#: bytes each, so at most ~150 kB per route and encoding.
-SHARED_RENDERINGS = 512
-_RESETS = 1 << 40  # whole seconds of reset that fit beside ``remaining`` in one memo number
+    return allowed
 
 
 def _latin1(text: str) -> bytes:

@@ -140,28 +140,3 @@ def test_renderer_rejects_bad_options(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         HeaderRenderer([parse_rate("1/second")], styles, **kwargs)
 
-
-@pytest.mark.parametrize("raw", [True, False])
-def test_lane_renderings_are_shared_and_equal_to_fresh_ones(raw: bool) -> None:
-    """The fast lanes' renderer remembers its lists by (remaining, reset): every answer,
-    before and after the memo starts over, equals the general renderer's for the same
-    allowed decision; a repeated state gets the same list back; states that would not
-    fit one memo number (negative remaining, an enormous reset) are rendered, not kept."""
-    from ratelimit_mw.core import headers as headers_module
-
-    rule = parse_rate("1000/hour; burst=1000; name=hourly")
-    renderer = HeaderRenderer([rule], ("x-ratelimit", "ietf"))
-    (shared,) = renderer.allowed_renderers(raw) or ()
-    fresh = renderer.render_raw if raw else renderer.render
-    states = [(r, a) for r in range(0, 1000, 7) for a in (0.0, 1e-10, 0.4, 1.0, 1.0000001, 59.5, 3600.0)]
-    assert len(states) > headers_module.SHARED_RENDERINGS  # the memo starts over at least once
-    for _ in range(2):
-        for remaining, reset_after in states:
-            decision = Decision(True, rule.capacity, remaining, reset_after, 0.0, rule)
-            assert shared(remaining, reset_after) == fresh(decision)
-    assert shared(5, 2.5) is shared(5, 2.2)  # both report a reset of 3 s
-    for remaining, reset_after in [(-1, 3.0), (3, float(1 << 41)), (2.0, 1.5)]:
-        decision = Decision(True, rule.capacity, int(remaining), reset_after, 0.0, rule)
-        first = shared(remaining, reset_after)  # type: ignore[arg-type]
-        assert first == fresh(decision)
-    assert shared(-1, 3.0) is not shared(-1, 3.0)  # not remembered

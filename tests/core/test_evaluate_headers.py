@@ -139,4 +139,3 @@ def test_renderer_rejects_bad_options(kwargs: dict) -> None:
     styles = kwargs.pop("styles", ("x-ratelimit",))
     with pytest.raises(ConfigError):
         HeaderRenderer([parse_rate("1/second")], styles, **kwargs)
-

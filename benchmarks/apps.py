@@ -154,6 +154,16 @@ def flask_app(variant: str, *, deny: bool = False, storage: str = "memory://") -
     return app
 
 
+def engine_of(app: Any) -> Any:
+    """The Engine of ``starlette_app("ours")``: builds its middleware stack and finds our
+    layer in it (so the stack is built once, and stubs on the engine take effect)."""
+    app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not hasattr(layer, "engine"):
+        layer = layer.app
+    return layer.engine
+
+
 def stub_admit(app: Any, part: str) -> Any:
     """Stub out the limiting of ``starlette_app("ours")`` to cost a part of it by difference.
 
@@ -166,11 +176,7 @@ def stub_admit(app: Any, part: str) -> Any:
     from benchmarks.asgi_driver import http_scope
     from ratelimit_mw.requestview import ASGIRequest
 
-    app.middleware_stack = app.build_middleware_stack()
-    layer = app.middleware_stack
-    while not hasattr(layer, "engine"):
-        layer = layer.app
-    engine = layer.engine
+    engine = engine_of(app)
     admitted = engine.admit(ASGIRequest(http_scope(api_key="stub-probe")), raw=True)
     engine.lanes_enabled = False  # every request through Engine.admit, the stubbed part
     engine.set_policies(engine.policies)

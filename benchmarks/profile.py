@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.apps import ALLOW, starlette_app, stub_admit
+from benchmarks.apps import ALLOW, engine_of, starlette_app, stub_admit
 from benchmarks.asgi_driver import http_scope
 from benchmarks.servers import start_redis
 
@@ -259,11 +259,8 @@ def cold_parts(repeats: int = 7, count: int = 3000, evict_mib: int = 4) -> dict[
             "app: ours, Engine.admit returns fixed headers": stub_admit(starlette_app("ours"), "fixed"),
             "app: ours": starlette_app("ours")}
     ours = apps["app: ours"]
-    ours.middleware_stack = ours.build_middleware_stack()
-    layer = ours.middleware_stack
-    while not hasattr(layer, "engine"):
-        layer = layer.app
-    engine, limiter = layer.engine, layer.engine.limiter
+    engine = engine_of(ours)
+    limiter = engine.limiter
     loop.run_until_complete(ours(dict(scopes[0], state={}), _receive, _drop))  # builds the lane
     entry = next(e for e in engine._state.prepared.values() if e.scope_lane is not None)
     reader = scope_key_reader(entry.key)

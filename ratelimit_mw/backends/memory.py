@@ -306,10 +306,10 @@ class MemoryBackend(Backend, AsyncBackend):
         costs several times its hot-loop price (``Engine.admit``: 2.2 us in a loop, 6.0
         us inside uvicorn). A lane crosses four frames (this, the key, the algorithm,
         the renderer) instead of a dozen; for gcra (the default algorithm) three, as
-        the algorithm is written out here as in :meth:`client_check` (inside uvicorn
-        its frame cost ~1 us; tests/core/test_memory_fast_path.py holds the two
-        bit-identical). No lane (``None``) for a leaky bucket (it shapes: the caller
-        must wait) or ``cost < 1``.
+        the algorithm is written out here as in :meth:`client_check` (with the caches
+        cold, ``benchmarks.profile cold-parts``, its frame cost ~1.1 us;
+        tests/core/test_memory_fast_path.py holds the two bit-identical). No lane
+        (``None``) for a leaky bucket (it shapes: the caller must wait) or ``cost < 1``.
         """
         if cost < 1 or any(rule.algorithm == "leaky_bucket" for rule in quota.rules):
             return None

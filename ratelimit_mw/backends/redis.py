@@ -63,7 +63,7 @@ _ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
 
 
 #: Per rule tuple: (the tuple, its script, its check head for server time and cost 1,
-#: the head's ARGV part).
+#: the head's ARGV part, the reply's decoder that the coalescer applies).
 _Plan = tuple[tuple[Rule, ...], Script, tuple[Any, ...], tuple[Any, ...], Callable[[Any], Decision]]
 
 

@@ -19,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "REPO", "RedisHandle", "Uvicorn", "deathsig_prefix", "embedded_valkey", "free_port", "start_redis", "terminate",
-    "wait_http",
+    "PLAIN_UVICORN", "REPO", "RedisHandle", "Uvicorn", "deathsig_prefix", "embedded_valkey", "free_port",
+    "start_redis", "terminate", "wait_http",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,6 +161,12 @@ def wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[Any] 
         time.sleep(0.05)
 
 
+#: uvicorn options for a server of only what ``pip install uvicorn`` brings: the
+#: pure-Python HTTP/1.1 parser (h11) and asyncio's own event loop. Without them,
+#: uvicorn takes httptools and uvloop when installed (``uvicorn[standard]``).
+PLAIN_UVICORN = ("--http", "h11", "--loop", "asyncio")
+
+
 class Uvicorn:
     """``python -m uvicorn APP`` (one worker, no access log) on a free port, as our child.
 
@@ -168,10 +175,11 @@ class Uvicorn:
         env: extra environment for the server (e.g. ``REDIS_URL``, ``BENCH_APP``).
         ready_path: polled until the server answers.
         log_dir: where the server's stdout/stderr go (a file per server).
+        options: more uvicorn options (e.g. :data:`PLAIN_UVICORN`).
     """
 
     def __init__(self, app: str, env: dict[str, str], *, ready_path: str = "/health",
-                 log_dir: Path, name: str) -> None:
+                 log_dir: Path, name: str, options: Sequence[str] = ()) -> None:
         self.app = app
         self.port = free_port()
         self.name = name
@@ -181,7 +189,7 @@ class Uvicorn:
         full_env = {**os.environ, **env, "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             [*deathsig_prefix(), sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(self.port),
-             "--workers", "1", "--no-access-log", "--log-level", "warning"],
+             "--workers", "1", "--no-access-log", "--log-level", "warning", *options],
             cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.ready_path = ready_path

@@ -89,8 +89,8 @@ class RateLimitMiddleware:
                 except Exception as exc:  # never a 500: the general path decides (and logs)
                     log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
                     extra = None
-                if extra is not None:
-                    await self.app(scope, receive, _with_headers(send, extra, engine))
+                if extra is not None:  # allowed; [] when the route sends no headers
+                    await self.app(scope, receive, _with_headers(send, extra, engine) if extra else send)
                     return
         request = ASGIRequest(scope)
         if self._metrics_app is not None and request.path == self._metrics_path:

@@ -66,7 +66,8 @@ class _Prepared:
 
     def add_lanes(self, limiter: Limiter) -> None:
         """Build this route's fast lanes, if it has the plain shape: limited, not shadowed,
-        no shaping (see ``MemoryBackend.lane``), the default header families."""
+        no shaping (see ``MemoryBackend.lane``), headers that need no wall clock (any
+        families; not epoch resets)."""
         if self.quota is None or self.renderer is None or self.shadow or self.wall:
             return
         key = self.key

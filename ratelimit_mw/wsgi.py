@@ -79,8 +79,8 @@ class WSGIRateLimitMiddleware:
                 verdict = lane(environ)
             except Exception as exc:  # never a 500: the general path decides (and logs)
                 log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
-            if verdict is not None:
-                return self.app(environ, _with_headers(start_response, verdict, engine))
+            if verdict is not None:  # allowed; [] when the route sends no headers
+                return self.app(environ, _with_headers(start_response, verdict, engine) if verdict else start_response)
         request = WSGIRequest(environ)
         if self._metrics_app is not None and request.path == self._metrics_path:
             return self._metrics_app(environ, start_response)

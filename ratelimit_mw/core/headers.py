@@ -195,13 +195,22 @@ class HeaderRenderer:
 
     def allowed_renderers(self, raw: bool) -> tuple[Callable[[int, float], list[tuple[Any, Any]]], ...] | None:
         """Per rule of the route, in order, ``(remaining, reset_after) -> pairs`` for an
-        allowed request reported by that rule, without a Decision, when the route has the
-        default families (else ``None``): what the in-process fast lanes render with (see
-        ``MemoryBackend.lane``). The pairs are those ``_render`` builds."""
-        if not self._usual:
+        allowed request reported by that rule, without a Decision: what the in-process
+        fast lanes render with (see ``MemoryBackend.lane``). The pairs are those
+        ``_render`` builds. ``None`` when rendering needs the wall clock (epoch resets)
+        or the route has no rules.
+
+        Every choice of families gets them: a route that sends fewer headers
+        (``headers: [ietf]``, or ``none``) must not fall off the fast lane and cost
+        more than one that sends all five. The default families get a straight-line
+        closure; the others one that appends what the route emits.
+        """
+        if not self._rules or self.needs_wall_clock:
             return None
         forms = self._raw if raw else self._text
-        return tuple(_allowed_renderer(forms, rule) for rule in self._rules)
+        if self._usual:
+            return tuple(_allowed_renderer(forms, rule) for rule in self._rules)
+        return tuple(_families_renderer(forms, rule, self._x, self._ietf, self._draft) for rule in self._rules)
 
     def _render(self, forms: _Forms, decision: Decision, wall_now: float = 0.0) -> Any:
         d = forms.digits
@@ -300,11 +309,7 @@ def _allowed_renderer(forms: _Forms, rule: Rule) -> Callable[[int, float], list[
     policy_pair = forms.policy_pair
     remaining_name, reset_name, ratelimit_name = forms.remaining, forms.reset, forms.ratelimit
     head, t_sep = forms.current[rule.name], forms.t_sep
-    if forms.raw:
-        number: Callable[[int], Any] = forms.digits.__mod__
-        join: Callable[[tuple[Any, ...]], Any] = b"".join
-    else:
-        number, join = str, "".join
+    number, join = _formatters(forms)
 
     def allowed(remaining: int, reset_after: float) -> list[tuple[Any, Any]]:
         remaining_text = number(remaining if type(remaining) is int else int(remaining))
@@ -318,6 +323,53 @@ def _allowed_renderer(forms: _Forms, rule: Rule) -> Callable[[int, float], list[
         ]
 
     return allowed
+
+
+def _families_renderer(
+    forms: _Forms, rule: Rule, x: bool, ietf: bool, draft: bool
+) -> Callable[[int, float], list[tuple[Any, Any]]]:
+    """:func:`_allowed_renderer` for any other choice of families (delta resets): the
+    pairs ``_render`` builds for an allowed request reported by ``rule``, in its order
+    (x-ratelimit, ietf, draft03), from closure locals."""
+    limit_text = forms.limits[rule.capacity]
+    limit_pair: tuple[Any, Any] = (forms.limit, limit_text)
+    draft_limit_pair: tuple[Any, Any] = (forms.draft_limit, limit_text)
+    policy_pair = forms.policy_pair if forms.policy_value else None
+    draft_policy_pair = (forms.policy, forms.draft_policy) if not ietf and forms.draft_policy else None
+    remaining_name, reset_name, ratelimit_name = forms.remaining, forms.reset, forms.ratelimit
+    draft_remaining_name, draft_reset_name = forms.draft_remaining, forms.draft_reset
+    head, t_sep = forms.current[rule.name], forms.t_sep
+    number, join = _formatters(forms)
+
+    def allowed(remaining: int, reset_after: float) -> list[tuple[Any, Any]]:
+        remaining_text = number(remaining if type(remaining) is int else int(remaining))
+        reset_text = number(_ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0)
+        out: list[tuple[Any, Any]] = []
+        if x:
+            out.append(limit_pair)
+            out.append((remaining_name, remaining_text))
+            out.append((reset_name, reset_text))
+        if ietf:
+            if policy_pair is not None:
+                out.append(policy_pair)
+            out.append((ratelimit_name, join((head, remaining_text, t_sep, reset_text))))
+        if draft:
+            out.append(draft_limit_pair)
+            out.append((draft_remaining_name, remaining_text))
+            out.append((draft_reset_name, reset_text))
+            if draft_policy_pair is not None:
+                out.append(draft_policy_pair)
+        return out
+
+    return allowed
+
+
+def _formatters(forms: _Forms) -> tuple[Callable[[int], Any], Callable[[tuple[Any, ...]], Any]]:
+    """How ``forms`` formats a number and joins texts: ``b"%d" %`` and ``b"".join`` for
+    ASGI's bytes, ``str`` and ``"".join`` for WSGI's text (the cheapest of each type)."""
+    if forms.raw:
+        return forms.digits.__mod__, b"".join
+    return str, "".join
 
 
 def _latin1(text: str) -> bytes:

@@ -147,6 +147,35 @@ def test_single_rule_renderer_matches_the_general_one(raw: bool) -> None:
     assert cases == 360
 
 
+@pytest.mark.parametrize("styles", [("x-ratelimit", "ietf"), ("ietf",), ("x-ratelimit",), ("draft03",),
+                                    ("draft03", "ietf"), ("x-ratelimit", "draft03"), ("x-ratelimit", "ietf", "draft03"),
+                                    ("none",)])
+@pytest.mark.parametrize("raw", [False, True])
+def test_allowed_renderers_match_the_general_one(styles: tuple[str, ...], raw: bool) -> None:
+    """What the fast lanes render for an allowed request reported by each rule is what
+    the general renderer gives that Decision, for every choice of families."""
+    renderer = HeaderRenderer(RULES, styles, names={"limit": "X-Quota-Limit", "draft_reset": "Quota-Reset"})
+    renders = renderer.allowed_renderers(raw)
+    assert renders is not None and len(renders) == len(RULES)
+    general = functools.partial(renderer._render, renderer._raw if raw else renderer._text)
+    cases = 0
+    for (rule, render), remaining, reset_after in itertools.product(
+        zip(RULES, renders), [0, 7, 39, 12345], [0.0, 1e-12, 1e-9, 0.4, 1.0, 1.0 + 1e-10, 59.99]
+    ):
+        decision = Decision(True, rule.capacity, remaining, reset_after, 0.0, rule)
+        assert render(remaining, reset_after) == general(decision, 0.0), decision
+        cases += 1
+    assert cases == 56
+
+
+def test_no_allowed_renderers_where_headers_need_the_wall_clock() -> None:
+    assert HeaderRenderer(RULES, ("x-ratelimit", "ietf"), reset="epoch").allowed_renderers(True) is None
+    assert HeaderRenderer(RULES, ("x-ratelimit",), reset="epoch").allowed_renderers(False) is None
+    # no X-RateLimit-Reset, no wall clock:
+    assert HeaderRenderer(RULES, ("ietf", "draft03"), reset="epoch").allowed_renderers(True) is not None
+    assert HeaderRenderer([], ("ietf",)).allowed_renderers(True) is None
+
+
 def _app(headers: list[tuple[Any, Any]]) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -46,11 +46,25 @@ routes:
   - {match: 'GET /cost', limits: ['10/second'], cost: 3}
   - {match: 'GET /ip', limits: ['4/second'], key: ip}
   - {match: '/any', limits: ['6/second']}
+  - {match: 'GET /ietf', limits: ['5/second; burst=8'], headers: [ietf]}
+  - {match: 'GET /x', limits: ['3/second; algorithm=token_bucket'], headers: [x-ratelimit]}
+  - {match: 'GET /draft', limits: ['4/second', '11/minute; algorithm=fixed_window'], headers: [draft03]}
+  - {match: 'GET /draft-ietf', limits: ['4/second', '11/minute'], headers: [ietf, draft03]}
+  - {match: 'GET /all', limits: ['4/second'], headers: [x-ratelimit, ietf, draft03]}
+  - {match: 'GET /quiet', limits: ['4/second'], headers: [none]}
+"""
+#: Renamed headers and epoch resets for every route: a route with X-RateLimit-Reset
+#: then reads the wall clock and has no lane; the other families keep theirs.
+OPTIONS = """
+headers_options:
+  reset: epoch
+  names: {X-RateLimit-Remaining: X-Quota-Left, draft_limit: RateLimit-Quota, RateLimit: Quota}
 """
 
 PATHS = ["/gcra", "/token", "/fixed", "/sliding", "/log", "/leaky", "/two", "/three", "/shadow", "/cost", "/ip",
-         "/any", "/health", "/nowhere"]
-LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/two", "/three", "/cost", "/ip", "/any"}
+         "/any", "/ietf", "/x", "/draft", "/draft-ietf", "/all", "/quiet", "/health", "/nowhere"]
+LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/two", "/three", "/cost", "/ip", "/any",
+         "/ietf", "/x", "/draft", "/draft-ietf", "/all", "/quiet"}
 
 
 def _key_headers(rng: random.Random) -> list[tuple[bytes, Any]]:
@@ -88,9 +102,9 @@ def _environ(scope: dict[str, Any]) -> dict[str, Any]:
     return environ
 
 
-def _engine(lanes: bool) -> tuple[Engine, FakeClock]:
+def _engine(lanes: bool, policies: str = POLICIES) -> tuple[Engine, FakeClock]:
     clock = FakeClock(1_000_000.0)
-    engine = Engine(load_policies(POLICIES), Limiter("memory://", clock=clock), wall_clock=lambda: 1_000_000.0)
+    engine = Engine(load_policies(policies), Limiter("memory://", clock=clock), wall_clock=lambda: 1_000_000.0)
     engine.lanes_enabled = lanes
     engine.set_policies(engine.policies)
     return engine, clock
@@ -163,13 +177,14 @@ def _decision_counts(registry: Any) -> dict[tuple[str, ...], float]:
     }
 
 
-def _differential(seed: int, wsgi: bool, metrics: bool = False) -> Engine:
+def _differential(seed: int, wsgi: bool, metrics: bool = False, policies: str = POLICIES,
+                  min_laned: int = 600) -> Engine:
     """Send 2,500 random requests through a middleware with lanes and one without, and
     require the same answers and, at the end, the same states (and metrics, if attached);
-    return the laned engine."""
+    return the laned engine. At least ``min_laned`` requests must have taken a lane."""
     rng = random.Random(seed)
-    laned, laned_clock = _engine(lanes=True)
-    plain, plain_clock = _engine(lanes=False)
+    laned, laned_clock = _engine(lanes=True, policies=policies)
+    plain, plain_clock = _engine(lanes=False, policies=policies)
     registries = (_metrics(laned), _metrics(plain)) if metrics else None
     general = _general_calls(laned)
     call: Callable[[Any, dict[str, Any]], tuple[Any, list[Any]]]
@@ -193,7 +208,8 @@ def _differential(seed: int, wsgi: bool, metrics: bool = False) -> Engine:
         assert laned_clock.now == plain_clock.now  # leaky-bucket delays alike
     assert statuses == {"200", "429"}
     assert _states(laned) == _states(plain)
-    assert 2500 - general[0] > 600  # the lanes did carry their share (odd requests, other routes and denials go round)
+    # the lanes did carry their share (odd requests, other routes and denials go round)
+    assert 2500 - general[0] > min_laned
     if registries is not None:
         counts = _decision_counts(registries[0])
         assert counts == _decision_counts(registries[1]) and sum(counts.values()) > 1500
@@ -208,6 +224,13 @@ def test_asgi_lanes_decide_as_the_general_path(seed: int) -> None:
 @pytest.mark.parametrize("seed", [4, 5])
 def test_wsgi_lanes_decide_as_the_general_path(seed: int) -> None:
     assert _differential(seed, wsgi=True).environ_lanes.keys() == LANED
+
+
+@pytest.mark.parametrize("wsgi", [False, True])
+def test_lanes_with_renamed_headers_and_epoch_resets(wsgi: bool) -> None:
+    engine = _differential(7, wsgi=wsgi, policies=POLICIES + OPTIONS, min_laned=250)
+    lanes = engine.environ_lanes if wsgi else engine.scope_lanes
+    assert lanes.keys() == {"/ietf", "/draft", "/draft-ietf", "/quiet"}
 
 
 @pytest.mark.parametrize("wsgi", [False, True])

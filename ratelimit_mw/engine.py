@@ -89,6 +89,17 @@ class _Prepared:
 Lane = Callable[[Any], "list[tuple[Any, Any]] | None"]
 
 
+def _pass_through(source: Any) -> list[tuple[Any, Any]]:
+    """The lane of a path that no route limits (no route matches it, or an exempt one
+    while no observer counts exempt requests): nothing to check, no header to add.
+
+    Why a lane: most apps limit a few routes and serve many more, and each of those
+    requests should cost the middleware a dict lookup, not a request view, the route
+    cache and the preflight test (in process: 1.09-1.36 us added to bare Starlette
+    before, see the README's Design)."""
+    return []
+
+
 class _State(NamedTuple):
     """One policy set and everything prepared from it; replaced as a whole on a swap."""
 
@@ -274,11 +285,15 @@ class Engine:
             state.scope_lanes.pop(path, None)
             state.environ_lanes.pop(path, None)
         methods[method] = entry
-        if entry is not None and method != "OPTIONS" and self.lanes_enabled:  # a preflight may pass untouched
-            if entry.scope_lane is not None:
-                state.scope_lanes.setdefault(path, {})[method] = self._observed(entry.scope_lane, entry.route)
-            if entry.environ_lane is not None:
-                state.environ_lanes.setdefault(path, {})[method] = self._observed(entry.environ_lane, entry.route)
+        if method != "OPTIONS" and self.lanes_enabled:  # a preflight may pass untouched
+            if entry is None or (entry.exempt and self._observer is None):  # nothing to check, count or add
+                state.scope_lanes.setdefault(path, {})[method] = _pass_through
+                state.environ_lanes.setdefault(path, {})[method] = _pass_through
+            else:
+                if entry.scope_lane is not None:
+                    state.scope_lanes.setdefault(path, {})[method] = self._observed(entry.scope_lane, entry.route)
+                if entry.environ_lane is not None:
+                    state.environ_lanes.setdefault(path, {})[method] = self._observed(entry.environ_lane, entry.route)
         return entry
 
     def _select(self, request: RequestView) -> _Prepared | None:

@@ -22,7 +22,7 @@ from ratelimit_mw import RateLimitMiddleware, WSGIRateLimitMiddleware
 from ratelimit_mw.backends.memory import MemoryBackend
 from ratelimit_mw.core.keys import compile_key, environ_key_reader, scope_key_reader
 from ratelimit_mw.core.rates import parse_rate
-from ratelimit_mw.engine import Engine
+from ratelimit_mw.engine import Engine, _pass_through
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.policy.loader import load_policies
 from ratelimit_mw.requestview import ASGIRequest, WSGIRequest
@@ -216,21 +216,26 @@ def _differential(seed: int, wsgi: bool, metrics: bool = False, policies: str = 
     return laned
 
 
+def _limiting(lanes: dict[str, dict[str, Any]]) -> set[str]:
+    """Paths with a lane that checks a limit (not only a pass-through lane)."""
+    return {path for path, methods in lanes.items() if any(lane is not _pass_through for lane in methods.values())}
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_asgi_lanes_decide_as_the_general_path(seed: int) -> None:
-    assert _differential(seed, wsgi=False).scope_lanes.keys() == LANED
+    assert _limiting(_differential(seed, wsgi=False).scope_lanes) == LANED
 
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_wsgi_lanes_decide_as_the_general_path(seed: int) -> None:
-    assert _differential(seed, wsgi=True).environ_lanes.keys() == LANED
+    assert _limiting(_differential(seed, wsgi=True).environ_lanes) == LANED
 
 
 @pytest.mark.parametrize("wsgi", [False, True])
 def test_lanes_with_renamed_headers_and_epoch_resets(wsgi: bool) -> None:
     engine = _differential(7, wsgi=wsgi, policies=POLICIES + OPTIONS, min_laned=250)
     lanes = engine.environ_lanes if wsgi else engine.scope_lanes
-    assert lanes.keys() == {"/ietf", "/draft", "/draft-ietf", "/quiet"}
+    assert _limiting(lanes) == {"/ietf", "/draft", "/draft-ietf", "/quiet"}
 
 
 @pytest.mark.parametrize("wsgi", [False, True])
@@ -271,6 +276,23 @@ def test_a_failing_observer_does_not_cost_a_second_check() -> None:
     # where a failing observer means no headers; the lane's requests keep theirs and are
     # counted once each
     assert remaining == [None, None, b"5", b"4"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/nowhere"], ids=["exempt", "no route"])
+def test_a_path_nothing_limits_passes_through_its_lane(path: str) -> None:
+    """Unlimited requests (no route, or an exempt one while nothing counts them) cost the
+    middleware a lane lookup: the app's response goes out untouched, no general path."""
+    engine, _ = _engine(lanes=True)
+    general = _general_calls(engine)
+    app = RateLimitMiddleware(_ok_app, engine=engine)
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": [(b"x-api-key", b"a")]}
+    answers = [_asgi_call(app, scope) for _ in range(5)]
+    assert answers == [(200, [(b"content-type", b"text/plain")])] * 5
+    assert general[0] == 2 and engine.scope_lanes[path]["GET"] is _pass_through
+    wsgi = WSGIRateLimitMiddleware(_wsgi_ok, engine=engine)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "HTTP_X_API_KEY": "a", "REMOTE_ADDR": "10.0.0.1"}
+    assert [_wsgi_call(wsgi, environ) for _ in range(3)] == [("200 OK", [("Content-Type", "text/plain")])] * 3
+    assert general[0] == 2  # the path's WSGI lane was registered with its ASGI one
 
 
 def test_a_mounted_app_takes_the_general_path() -> None:

@@ -401,11 +401,14 @@ class Engine:
         headers of a plain allowed request, or ``None`` (no lane, or the lane stepped
         aside: the general path decides). Paths under a templated route may never come
         again (see :meth:`_route`); they should not pay for the general path."""
-        if raw:
-            if entry.scope_lane is not None and type(request) is ASGIRequest:
-                return entry.scope_lane(request.scope)
-        elif entry.environ_lane is not None and type(request) is WSGIRequest:
-            return entry.environ_lane(request.environ)
+        try:
+            if raw:
+                if entry.scope_lane is not None and type(request) is ASGIRequest:
+                    return entry.scope_lane(request.scope)
+            elif entry.environ_lane is not None and type(request) is WSGIRequest:
+                return entry.environ_lane(request.environ)
+        except Exception as exc:  # as in the adapters: a failing lane hands over to the general path
+            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
         return None
 
     async def adecide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:

@@ -325,6 +325,12 @@ def test_a_failing_lane_falls_back_to_the_general_path() -> None:
     engine.scope_lanes["/gcra"]["GET"] = broken
     status, headers = _asgi_call(app, scope)
     assert status == 200 and (b"x-ratelimit-remaining", b"5") in headers
+    # the same for a path not cached yet, whose route's lane runs inside Engine.admit
+    engine.set_policies(engine.policies)
+    entry = next(e for e in engine._state.prepared.values() if e.route.template == "GET /gcra")
+    entry.scope_lane = broken
+    status, headers = _asgi_call(app, scope)
+    assert status == 200 and (b"x-ratelimit-remaining", b"4") in headers
 
 
 # -- MemoryBackend.lane: everything but the plain allowed case goes back, storing nothing

@@ -64,7 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ratelimit_mw.errors import ConfigError
-from ratelimit_mw.requestview import environ_key
+from ratelimit_mw.requestview import ASGIRequest, WSGIRequest, environ_key
 from ratelimit_mw.types import RequestView
 
 __all__ = [
@@ -449,6 +449,7 @@ def _ip_part(client_ip: ClientIP) -> KeyFunc:
     def ip_key(request: RequestView) -> str:
         return "ip:" + client_ip(request)
 
+    _IP_KEYS[ip_key] = client_ip
     return ip_key
 
 
@@ -630,6 +631,8 @@ def _single_header_key(lname: str) -> KeyFunc:
 
 #: Compiled ``header:NAME`` keys -> their lower-case NAME (see :func:`scope_key_reader`).
 _HEADER_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
+#: Compiled ``ip`` keys -> their resolver (see :func:`scope_key_reader`).
+_IP_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], ClientIP] = weakref.WeakKeyDictionary()
 
 #: Reads a client key straight from an ASGI scope or a WSGI environ; ``None`` when the
 #: request is not the plain case (the caller then runs the compiled key on a request view).
@@ -637,13 +640,17 @@ KeyReader = Callable[[Mapping[str, Any]], "str | None"]
 
 
 def scope_key_reader(key: KeyFunc) -> KeyReader | None:
-    """For a ``header:NAME`` key: the same key read straight from an ASGI scope.
+    """For a ``header:NAME`` or ``ip`` key: the same key read straight from an ASGI scope.
 
-    Only the plain case, as servers send it: the lower-case name, a ``bytes`` value,
-    not blank and at most 1,024 characters. Anything else (no such header, a blank or
-    long value, a mixed-case name) reads ``None``, and the caller runs ``key`` on an
-    ASGIRequest, which gives the same answer the slow way. No reader for other specs.
+    ``header:NAME``: only the plain case, as servers send it: the lower-case name, a
+    ``bytes`` value, not blank and at most 1,024 characters. Anything else (no such
+    header, a blank or long value, a mixed-case name) reads ``None``, and the caller
+    runs ``key`` on an ASGIRequest, which gives the same answer the slow way. ``ip``:
+    see :func:`_ip_reader`. No reader for other specs.
     """
+    client_ip = _IP_KEYS.get(key)
+    if client_ip is not None:
+        return _ip_reader(key, client_ip, _scope_peer, ASGIRequest)
     lname = _HEADER_KEYS.get(key)
     if lname is None:
         return None
@@ -663,7 +670,11 @@ def scope_key_reader(key: KeyFunc) -> KeyReader | None:
 
 
 def environ_key_reader(key: KeyFunc) -> KeyReader | None:
-    """:func:`scope_key_reader` for a WSGI environ (``HTTP_<NAME>``, a ``str`` value)."""
+    """:func:`scope_key_reader` for a WSGI environ (``HTTP_<NAME>``, a ``str`` value;
+    ``REMOTE_ADDR`` for ``ip``)."""
+    client_ip = _IP_KEYS.get(key)
+    if client_ip is not None:
+        return _ip_reader(key, client_ip, _environ_peer, WSGIRequest)
     lname = _HEADER_KEYS.get(key)
     if lname is None:
         return None
@@ -676,6 +687,35 @@ def environ_key_reader(key: KeyFunc) -> KeyReader | None:
             return None
         text = value.strip()
         return prefix + text if text and len(text) <= _MAX_VALUE else None
+
+    return read
+
+
+def _scope_peer(scope: Mapping[str, Any]) -> Any:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def _environ_peer(environ: Mapping[str, Any]) -> Any:
+    return environ.get("REMOTE_ADDR")
+
+
+def _ip_reader(
+    key: KeyFunc, client_ip: ClientIP, peer_of: Callable[[Mapping[str, Any]], Any], view: Callable[[Any], RequestView]
+) -> KeyReader:
+    """For an ``ip`` key (the default spec): the client's address read straight from the
+    scope or environ, for a peer that is a well-formed address and not a trusted proxy.
+    Anything else (a trusted proxy's forwarded header to walk, no peer, garbage) runs
+    ``key`` on a request view, so the answer is always the key's own, never ``None``."""
+    classify = client_ip._classify
+
+    def read(source: Mapping[str, Any]) -> str | None:
+        peer = peer_of(source)
+        if type(peer) is str and len(peer) <= _MAX_ADDR:
+            info = classify(peer)
+            if info is not None and not info[1]:
+                return "ip:" + info[0]
+        return key(view(source))
 
     return read
 

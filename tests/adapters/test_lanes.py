@@ -433,9 +433,33 @@ def test_environ_reader_gives_the_compiled_key_or_declines(value: Any) -> None:
 
 
 def test_no_reader_for_other_key_specs() -> None:
-    for spec in ("ip", "global", "query:k", "cookie:s", ["header:X-API-Key", "ip"]):
+    for spec in ("global", "query:k", "cookie:s", ["header:X-API-Key", "ip"]):
         key = compile_key(spec)
         assert scope_key_reader(key) is None and environ_key_reader(key) is None
+
+
+PEERS: list[Any] = ["203.0.113.9", "2001:db8:1:2:3:4:5:6", "10.1.2.3", "", None, "not an address", "::ffff:1.2.3.4",
+                    "fe80::1%eth0", "1" * 101, 12345]
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.parametrize("forwarded", [None, "198.51.100.7", "10.9.9.9, 198.51.100.8", "garbage"])
+def test_ip_readers_give_the_compiled_key(peer: Any, forwarded: str | None) -> None:
+    """The ``ip`` readers read the peer straight from the scope or environ, and for
+    anything but an untrusted well-formed address run the key on a request view: either
+    way, the compiled key's own answer (trusted proxies: 10.0.0.0/8, IPv6 grouped by /64)."""
+    from ratelimit_mw.core.keys import ClientIP
+
+    key = compile_key("ip", client_ip=ClientIP(["10.0.0.0/8"]))
+    scope_reader, environ_reader = scope_key_reader(key), environ_key_reader(key)
+    assert scope_reader is not None and environ_reader is not None
+    headers = [] if forwarded is None else [(b"x-forwarded-for", forwarded.encode())]
+    scope: dict[str, Any] = {"type": "http", "headers": headers, "client": None if peer is None else (peer, 5000)}
+    environ: dict[str, Any] = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
+    if peer is not None:
+        environ["REMOTE_ADDR"] = peer
+    assert scope_reader(scope) == key(ASGIRequest(scope))
+    assert environ_reader(environ) == key(WSGIRequest(environ))
 
 
 def test_lanes_under_threads_admit_exactly_the_quota() -> None:

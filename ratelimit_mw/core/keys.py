@@ -642,11 +642,13 @@ KeyReader = Callable[[Mapping[str, Any]], "str | None"]
 def scope_key_reader(key: KeyFunc) -> KeyReader | None:
     """For a ``header:NAME`` or ``ip`` key: the same key read straight from an ASGI scope.
 
-    ``header:NAME``: only the plain case, as servers send it: the lower-case name, a
-    ``bytes`` value, not blank and at most 1,024 characters. Anything else (no such
-    header, a blank or long value, a mixed-case name) reads ``None``, and the caller
-    runs ``key`` on an ASGIRequest, which gives the same answer the slow way. ``ip``:
-    see :func:`_ip_reader`. No reader for other specs.
+    ``header:NAME``: the plain cases, as servers send them: the lower-case name with a
+    ``bytes`` value of at most 1,024 characters, or no such header at all (or a blank
+    value: the shared ``anonymous`` key, so requests without a key keep the fast
+    lane). Anything else (a long value, a mixed-case name, a value or name of another
+    type) reads ``None``, and the caller runs ``key`` on an ASGIRequest, which gives
+    the same answer the slow way. ``ip``: see :func:`_ip_reader`. No reader for other
+    specs.
     """
     client_ip = _IP_KEYS.get(key)
     if client_ip is not None:
@@ -658,13 +660,19 @@ def scope_key_reader(key: KeyFunc) -> KeyReader | None:
     prefix = f"header:{lname}:"
 
     def read(scope: Mapping[str, Any]) -> str | None:
-        for name, value in scope.get("headers") or ():
+        headers = scope.get("headers") or ()
+        for name, value in headers:
             if name == target:
                 if type(value) is not bytes:
                     return None
                 text = value.decode("latin-1").strip()
-                return prefix + text if text and len(text) <= _MAX_VALUE else None
-        return None
+                if not text:
+                    return ANONYMOUS
+                return prefix + text if len(text) <= _MAX_VALUE else None
+        for name, _ in headers:  # absent in lower case: absent, unless in another case
+            if type(name) is not bytes or name.lower() == target:
+                return None
+        return ANONYMOUS
 
     return read
 
@@ -684,9 +692,11 @@ def environ_key_reader(key: KeyFunc) -> KeyReader | None:
     def read(environ: Mapping[str, Any]) -> str | None:
         value = environ.get(name)
         if type(value) is not str:
-            return None
+            return ANONYMOUS if value is None else None
         text = value.strip()
-        return prefix + text if text and len(text) <= _MAX_VALUE else None
+        if not text:
+            return ANONYMOUS
+        return prefix + text if len(text) <= _MAX_VALUE else None
 
     return read
 

@@ -609,6 +609,9 @@ def compile_key(
                 return key
         return ANONYMOUS
 
+    last = parts[-1].total
+    if len(parts) == 2 and parts[0].header is not None and last is not None and last in _IP_KEYS:
+        _HEADER_IP_CHAINS[chain_key] = (parts[0].header, last)  # the usual chain: readers for it
     return chain_key
 
 
@@ -633,6 +636,8 @@ def _single_header_key(lname: str) -> KeyFunc:
 _HEADER_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 #: Compiled ``ip`` keys -> their resolver (see :func:`scope_key_reader`).
 _IP_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], ClientIP] = weakref.WeakKeyDictionary()
+#: Compiled ``[header:NAME, ip]`` chains -> (lower-case NAME, the ``ip`` part).
+_HEADER_IP_CHAINS: weakref.WeakKeyDictionary[Callable[..., Any], tuple[str, KeyFunc]] = weakref.WeakKeyDictionary()
 
 #: Reads a client key straight from an ASGI scope or a WSGI environ; ``None`` when the
 #: request is not the plain case (the caller then runs the compiled key on a request view).
@@ -640,22 +645,52 @@ KeyReader = Callable[[Mapping[str, Any]], "str | None"]
 
 
 def scope_key_reader(key: KeyFunc) -> KeyReader | None:
-    """For a ``header:NAME`` or ``ip`` key: the same key read straight from an ASGI scope.
+    """For a ``header:NAME``, ``ip`` or ``[header:NAME, ip]`` key: the same key read
+    straight from an ASGI scope.
 
     ``header:NAME``: the plain cases, as servers send them: the lower-case name with a
     ``bytes`` value of at most 1,024 characters, or no such header at all (or a blank
     value: the shared ``anonymous`` key, so requests without a key keep the fast
     lane). Anything else (a long value, a mixed-case name, a value or name of another
     type) reads ``None``, and the caller runs ``key`` on an ASGIRequest, which gives
-    the same answer the slow way. ``ip``: see :func:`_ip_reader`. No reader for other
-    specs.
+    the same answer the slow way. ``ip``: see :func:`_ip_reader`. The chain: the
+    header's key when present, else the ``ip`` reader's. No reader for other specs.
     """
+    return _reader(key, _scope_header_reader, _scope_peer, ASGIRequest)
+
+
+def environ_key_reader(key: KeyFunc) -> KeyReader | None:
+    """:func:`scope_key_reader` for a WSGI environ (``HTTP_<NAME>``, a ``str`` value;
+    ``REMOTE_ADDR`` for ``ip``)."""
+    return _reader(key, _environ_header_reader, _environ_peer, WSGIRequest)
+
+
+def _reader(
+    key: KeyFunc,
+    header_reader: Callable[[str], KeyReader],
+    peer_of: Callable[[Mapping[str, Any]], Any],
+    view: Callable[[Any], RequestView],
+) -> KeyReader | None:
     client_ip = _IP_KEYS.get(key)
     if client_ip is not None:
-        return _ip_reader(key, client_ip, _scope_peer, ASGIRequest)
+        return _ip_reader(key, client_ip, peer_of, view)
     lname = _HEADER_KEYS.get(key)
-    if lname is None:
+    if lname is not None:
+        return header_reader(lname)
+    chain = _HEADER_IP_CHAINS.get(key)
+    if chain is None:
         return None
+    read_header = header_reader(chain[0])
+    read_ip = _ip_reader(chain[1], _IP_KEYS[chain[1]], peer_of, view)
+
+    def read(source: Mapping[str, Any]) -> str | None:
+        found = read_header(source)
+        return read_ip(source) if found is ANONYMOUS else found  # absent or blank: the next part
+
+    return read
+
+
+def _scope_header_reader(lname: str) -> KeyReader:
     target = lname.encode("latin-1")
     prefix = f"header:{lname}:"
 
@@ -677,15 +712,7 @@ def scope_key_reader(key: KeyFunc) -> KeyReader | None:
     return read
 
 
-def environ_key_reader(key: KeyFunc) -> KeyReader | None:
-    """:func:`scope_key_reader` for a WSGI environ (``HTTP_<NAME>``, a ``str`` value;
-    ``REMOTE_ADDR`` for ``ip``)."""
-    client_ip = _IP_KEYS.get(key)
-    if client_ip is not None:
-        return _ip_reader(key, client_ip, _environ_peer, WSGIRequest)
-    lname = _HEADER_KEYS.get(key)
-    if lname is None:
-        return None
+def _environ_header_reader(lname: str) -> KeyReader:
     name = environ_key(lname)
     prefix = f"header:{lname}:"
 

@@ -45,6 +45,7 @@ routes:
   - {match: 'GET /shadow', limits: ['2/second'], shadow: true}
   - {match: 'GET /cost', limits: ['10/second'], cost: 3}
   - {match: 'GET /ip', limits: ['4/second'], key: ip}
+  - {match: 'GET /chain', limits: ['4/second'], key: ['header:X-API-Key', ip]}
   - {match: '/any', limits: ['6/second']}
   - {match: 'GET /ietf', limits: ['5/second; burst=8'], headers: [ietf]}
   - {match: 'GET /x', limits: ['3/second; algorithm=token_bucket'], headers: [x-ratelimit]}
@@ -62,8 +63,8 @@ headers_options:
 """
 
 PATHS = ["/gcra", "/token", "/fixed", "/sliding", "/log", "/leaky", "/two", "/three", "/shadow", "/cost", "/ip",
-         "/any", "/ietf", "/x", "/draft", "/draft-ietf", "/all", "/quiet", "/health", "/nowhere"]
-LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/two", "/three", "/cost", "/ip", "/any",
+         "/chain", "/any", "/ietf", "/x", "/draft", "/draft-ietf", "/all", "/quiet", "/health", "/nowhere"]
+LANED = {"/gcra", "/token", "/fixed", "/sliding", "/log", "/two", "/three", "/cost", "/ip", "/chain", "/any",
          "/ietf", "/x", "/draft", "/draft-ietf", "/all", "/quiet"}
 
 
@@ -436,7 +437,7 @@ def test_environ_reader_gives_the_compiled_key_or_declines(value: Any) -> None:
 
 
 def test_no_reader_for_other_key_specs() -> None:
-    for spec in ("global", "query:k", "cookie:s", ["header:X-API-Key", "ip"]):
+    for spec in ("global", "query:k", "cookie:s", ["query:k", "ip"], ["header:X-API-Key", "cookie:s"]):
         key = compile_key(spec)
         assert scope_key_reader(key) is None and environ_key_reader(key) is None
 
@@ -463,6 +464,32 @@ def test_ip_readers_give_the_compiled_key(peer: Any, forwarded: str | None) -> N
         environ["REMOTE_ADDR"] = peer
     assert scope_reader(scope) == key(ASGIRequest(scope))
     assert environ_reader(environ) == key(WSGIRequest(environ))
+
+
+@pytest.mark.parametrize("peer", ["203.0.113.9", "10.1.2.3", None])
+@pytest.mark.parametrize("api_key", [None, b"abc", b"  ", b"", b"k" * 1500, "caf\u00e9".encode("latin-1")])
+@pytest.mark.parametrize("name", [b"x-api-key", b"X-Api-Key"])
+def test_chain_readers_give_the_compiled_key(peer: str | None, api_key: bytes | None, name: bytes) -> None:
+    """``[header:X-API-Key, ip]``: the header's key when present, else the client's
+    address, read straight from the scope or environ (or the key's own answer)."""
+    from ratelimit_mw.core.keys import ClientIP
+
+    key = compile_key(["header:X-API-Key", "ip"], client_ip=ClientIP(["10.0.0.0/8"]))
+    scope_reader, environ_reader = scope_key_reader(key), environ_key_reader(key)
+    assert scope_reader is not None and environ_reader is not None
+    headers = [(b"x-forwarded-for", b"198.51.100.7")] + ([] if api_key is None else [(name, api_key)])
+    scope: dict[str, Any] = {"type": "http", "headers": headers, "client": None if peer is None else (peer, 5000)}
+    environ: dict[str, Any] = {"HTTP_X_FORWARDED_FOR": "198.51.100.7"}
+    if api_key is not None:
+        environ["HTTP_X_API_KEY"] = api_key.decode("latin-1")
+    if peer is not None:
+        environ["REMOTE_ADDR"] = peer
+    read = scope_reader(scope)
+    assert read is None or read == key(ASGIRequest(scope))
+    assert (read is None) == (api_key is not None and (name != b"x-api-key" or len(api_key.strip()) > 1024))
+    read = environ_reader(environ)
+    assert read is None or read == key(WSGIRequest(environ))
+    assert (read is None) == (api_key is not None and len(api_key.strip()) > 1024)
 
 
 def test_lanes_under_threads_admit_exactly_the_quota() -> None:

@@ -167,33 +167,34 @@ def engine_of(app: Any) -> Any:
 def stub_admit(app: Any, part: str) -> Any:
     """Stub out the limiting of ``starlette_app("ours")`` to cost a part of it by difference.
 
-    ``part``: ``general`` (no stub, but the fast lanes off: every request takes the
-    general path, ``Engine.admit``), ``fixed`` (``Engine.admit`` returns the header list
-    an allowed request gets, always the same: the middleware layer and the header
-    injection run, no check and no rendering) or ``none`` (it returns ``None``: the layer
-    alone). The memory backend's engine takes ``admit`` (sync); only that is stubbed.
+    ``part``: ``fixed`` (every request's plan answers the verdict an allowed request
+    gets, always the same: the middleware layer and the header injection run, no key,
+    check or rendering) or ``none`` (no plan: the layer and the route lookup alone).
     """
     from benchmarks.asgi_driver import http_scope
-    from ratelimit_mw.requestview import ASGIRequest
+    from ratelimit_mw.requestview import SCOPE
 
-    engine = engine_of(app)
-    admitted = engine.admit(ASGIRequest(http_scope(api_key="stub-probe")), raw=True)
-    engine.lanes_enabled = False  # every request through Engine.admit, the stubbed part
-    engine.set_policies(engine.policies)
-    if part == "general":
-        return app
-    answer = {"fixed": admitted, "none": None}[part]
+    router = engine_of(app).router(SCOPE, raw=True)
+    probe = http_scope(api_key="stub-probe")
+    plan = router.plan(probe["method"], probe["path"])
+    assert plan is not None
+    verdict = plan.decide(probe)
 
-    def admit(request: Any, **options: Any) -> Any:
-        return answer
+    class Fixed:
+        def decide(self, source: Any) -> Any:
+            return verdict
 
-    engine.admit = admit
+        async def adecide(self, source: Any) -> Any:
+            return verdict
+
+    stub = {"fixed": Fixed(), "none": None}[part]
+    router.plan = lambda method, path: stub  # type: ignore[method-assign]
     return app
 
 
 def from_env() -> Any:
     """The uvicorn target: ``BENCH_APP`` = ``bare`` | ``bare-headers`` | ``ours`` | ``slowapi``,
-    ``BENCH_STORAGE`` = URL; ``BENCH_STUB`` = ``general`` | ``fixed`` | ``none`` stubs ours
+    ``BENCH_STORAGE`` = URL; ``BENCH_STUB`` = ``fixed`` | ``none`` stubs ours
     (:func:`stub_admit`)."""
     app = starlette_app(os.environ["BENCH_APP"], storage=os.environ.get("BENCH_STORAGE", "memory://"))
     stub = os.environ.get("BENCH_STUB")

@@ -209,9 +209,8 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     variants = {
         "bare Starlette": starlette_app("bare"),
         "ours": starlette_app("ours"),
-        "ours, fast lanes off (every request through Engine.admit)": stub_admit(starlette_app("ours"), "general"),
-        "ours, Engine.admit returns fixed headers": fixed,
-        "ours, Engine.admit returns None (pass-through)": passthrough,
+        "ours, the plan returns a fixed verdict": fixed,
+        "ours, no plan (pass-through)": passthrough,
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for app in variants.values():
@@ -224,16 +223,12 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
     for name, value in med.items():
         print(f"  {value:7.2f}  {name}")
     bare = med["bare Starlette"]
-    general = med["ours, fast lanes off (every request through Engine.admit)"]
-    print(f"  {med['ours'] - bare:7.2f}  added by the middleware in all (a fast lane)")
-    print(f"  {general - bare:7.2f}  added by the general path")
-    print(f"  {general - med['ours, Engine.admit returns fixed headers']:7.2f}  Engine.admit "
-          "(route cache, key, limiter check, header rendering)")
-    injected = med["ours, Engine.admit returns fixed headers"]
-    print(f"  {injected - med['ours, Engine.admit returns None (pass-through)']:7.2f}  header "
-          "injection (send wrapper)")
-    print(f"  {med['ours, Engine.admit returns None (pass-through)'] - bare:7.2f}  the middleware layer itself "
-          "(ASGIRequest, call)")
+    injected = med["ours, the plan returns a fixed verdict"]
+    print(f"  {med['ours'] - bare:7.2f}  added by the middleware in all")
+    print(f"  {med['ours'] - injected:7.2f}  the plan (key, limiter check, header rendering)")
+    print(f"  {injected - med['ours, no plan (pass-through)']:7.2f}  header injection (send wrapper)")
+    print(f"  {med['ours, no plan (pass-through)'] - bare:7.2f}  the middleware layer itself "
+          "(route lookup, call)")
     print(f"  budget for target 2 (>= 80% of bare): {bare / 0.8 - bare:.2f} us added")
     loop.close()
 
@@ -241,7 +236,7 @@ def asgi_parts(repeats: int = 7, count: int = 5000) -> None:
 def cold_parts(repeats: int = 7, count: int = 3000, evict_mib: int = 4) -> dict[str, tuple[float, float]]:
     """Per-request costs hot (back to back) and cold (the CPU caches evicted before each
     request, by copying ``evict_mib`` MiB, as a server's own work between two requests
-    does): the whole app, and the fast lane with its parts stubbed out one by one.
+    does): the whole app, the route's plan, and the plan's parts one by one.
 
     Shows in process why a cost measured in a loop is several times larger inside
     uvicorn, and which parts grow the most. Returns ``{row: (hot_us, cold_us)}``.
@@ -249,30 +244,23 @@ def cold_parts(repeats: int = 7, count: int = 3000, evict_mib: int = 4) -> dict[
     import statistics
 
     from benchmarks.asgi_driver import _drop, _receive
-    from ratelimit_mw.core.keys import scope_key_reader
+    from ratelimit_mw.requestview import SCOPE
 
     source = bytearray(evict_mib << 20)
     target = bytearray(evict_mib << 20)
     scopes = [http_scope(api_key=f"client-{i % 1000}") for i in range(2000)]
     loop = asyncio.new_event_loop()
     apps = {"app: bare Starlette": starlette_app("bare"),
-            "app: ours, Engine.admit returns fixed headers": stub_admit(starlette_app("ours"), "fixed"),
+            "app: ours, the plan returns a fixed verdict": stub_admit(starlette_app("ours"), "fixed"),
             "app: ours": starlette_app("ours")}
-    ours = apps["app: ours"]
-    engine = engine_of(ours)
-    limiter = engine.limiter
-    loop.run_until_complete(ours(dict(scopes[0], state={}), _receive, _drop))  # builds the lane
-    entry = next(e for e in engine._state.prepared.values() if e.scope_lane is not None)
-    reader = scope_key_reader(entry.key)
-    renders = entry.renderer.allowed_renderers(True)
-    fixed_key = "header:x-api-key:client-1"
-    fixed_headers = renders[0](5, 1.0)
-    lanes = {
-        "lane": entry.scope_lane,
-        "lane, key fixed (no header scan)": limiter.lane(entry.quota, 1, lambda s: fixed_key, renders),
-        "lane, headers fixed (no rendering)": limiter.lane(entry.quota, 1, reader, (lambda r, a: fixed_headers,)),
-        "lane, both fixed (the check alone)": limiter.lane(entry.quota, 1, lambda s: fixed_key,
-                                                           (lambda r, a: fixed_headers,)),
+    plan = engine_of(apps["app: ours"]).router(SCOPE, raw=True).plan(scopes[0]["method"], scopes[0]["path"])
+    assert plan is not None and hasattr(plan, "key")
+    decision = plan.check("header:x-api-key:client-1", 1)
+    parts: dict[str, Callable[[Any], Any]] = {
+        "plan": plan.decide,
+        "plan: key": plan.key,
+        "plan: check": lambda scope: plan.check("header:x-api-key:client-1", 1),
+        "plan: render": lambda scope: plan.render(decision),
     }
 
     async def serve(app: Any, cold: bool) -> float:
@@ -286,26 +274,26 @@ def cold_parts(repeats: int = 7, count: int = 3000, evict_mib: int = 4) -> dict[
             took += time.perf_counter() - started
         return took / count * 1e6
 
-    def call(lane: Any, cold: bool) -> float:
+    def call(part: Callable[[Any], Any], cold: bool) -> float:
         took = 0.0
         for i in range(count):
             if cold:
                 target[:] = source
             scope = scopes[i % 2000]
             started = time.perf_counter()
-            lane(scope)
+            part(scope)
             took += time.perf_counter() - started
         return took / count * 1e6
 
-    rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in [*apps, *lanes]}
+    rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in [*apps, *parts]}
     for evict in (False, True):
         for app in apps.values():
             loop.run_until_complete(serve(app, evict))  # warm-up
         for _ in range(repeats):
             for name, app in apps.items():
                 rows[name][evict].append(loop.run_until_complete(serve(app, evict)))
-            for name, lane in lanes.items():
-                rows[name][evict].append(call(lane, evict))
+            for name, part in parts.items():
+                rows[name][evict].append(call(part, evict))
     loop.close()
     result = {name: (statistics.median(hots), statistics.median(colds)) for name, (hots, colds) in rows.items()}
     print(f"== per-request cost hot, and cold ({evict_mib} MiB copied before each request), us, medians")
@@ -349,9 +337,9 @@ def uvicorn_parts(repeats: int = 3, seconds: float = 3.0) -> None:
     """The middleware's cost inside uvicorn, by difference, as CPU per request.
 
     Seven servers of the target-6 app under the target-6 load (32 connections, 1,000
-    keys): bare, bare plus our five headers fixed, ours with ``Engine.admit``
-    stubbed to a fixed header list and to ``None`` (:func:`benchmarks.apps.stub_admit`),
-    ours with the fast lanes off, ours, and ours on Redis. For each: requests/s and the
+    keys): bare, bare plus our five headers fixed, ours with the route's plan stubbed
+    to a fixed verdict and to none (:func:`benchmarks.apps.stub_admit`), ours, and ours
+    on Redis. For each: requests/s and the
     server's user and system CPU per request from ``/proc`` (Linux), medians of
     interleaved runs. Then, one request at a time
     2 ms apart (an idle server), the median latency of bare, ours on memory and ours
@@ -370,9 +358,8 @@ def uvicorn_parts(repeats: int = 3, seconds: float = 3.0) -> None:
     variants = {
         "bare Starlette": {"BENCH_APP": "bare"},
         "bare + our 5 headers, fixed": {"BENCH_APP": "bare-headers"},
-        "ours, Engine.admit returns None": {"BENCH_APP": "ours", "BENCH_STUB": "none"},
-        "ours, Engine.admit returns fixed headers": {"BENCH_APP": "ours", "BENCH_STUB": "fixed"},
-        "ours, memory, fast lanes off": {"BENCH_APP": "ours", "BENCH_STUB": "general"},
+        "ours, no plan (pass-through)": {"BENCH_APP": "ours", "BENCH_STUB": "none"},
+        "ours, the plan returns a fixed verdict": {"BENCH_APP": "ours", "BENCH_STUB": "fixed"},
         "ours, memory": {"BENCH_APP": "ours"},
         "ours, Redis": {"BENCH_APP": "ours", "BENCH_STORAGE": redis.url},
     }

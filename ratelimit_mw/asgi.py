@@ -10,17 +10,15 @@ twice. A denial answers itself and never calls the app.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any
 
 from ratelimit_mw import log
-from ratelimit_mw.engine import Engine, Lane, Verdict, build_engine
+from ratelimit_mw.engine import Engine, build_engine
 from ratelimit_mw.limiter import Limiter
-from ratelimit_mw.requestview import ASGIRequest
+from ratelimit_mw.requestview import SCOPE, route_path
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RateLimitMiddleware"]
-
-_NO_LANES: dict[str, Lane] = {}
 
 
 class RateLimitMiddleware:
@@ -55,7 +53,8 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.engine = engine or build_engine(policies, backend, limiter, **limiter_options)
-        self._sleep = self.engine.limiter._asleep
+        self._router = self.engine.router(SCOPE, raw=True)
+        self._sleep = self.engine.limiter.asleep
         if metrics is not None:
             metrics.attach(self.engine)
         self._metrics_path = metrics_path
@@ -78,36 +77,25 @@ class RateLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        engine = self.engine
-        if not scope.get("root_path"):
-            # the plain in-process case in a few frames (see Engine.scope_lanes)
-            path = scope.get("path")
-            lane = engine.scope_lanes.get(path, _NO_LANES).get(scope.get("method"))  # type: ignore[arg-type]
-            if lane is not None and path != self._metrics_path:
-                try:
-                    extra = lane(scope)
-                except Exception as exc:  # never a 500: the general path decides (and logs)
-                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
-                    extra = None
-                if extra is not None:  # allowed; [] when the route sends no headers
-                    await self.app(scope, receive, _with_headers(send, extra, engine) if extra else send)
-                    return
-        request = ASGIRequest(scope)
-        if self._metrics_app is not None and request.path == self._metrics_path:
+        path = route_path(scope) if scope.get("root_path") else scope.get("path") or "/"
+        if path == self._metrics_path and self._metrics_app is not None:
             await self._metrics_app(scope, receive, send)
             return
-        if engine.inline:  # memory backend: the check never awaits, so no coroutine layers
-            verdict = engine.admit(request, raw=True)
-        else:
-            verdict = await engine.aadmit(request, raw=True)
-        if type(verdict) is list:  # allowed at once: only headers to add
-            await self.app(scope, receive, _with_headers(send, verdict, engine) if verdict else send)
+        engine = self.engine
+        plan = self._router.plan(scope.get("method", "GET"), path)
+        if plan is None:
+            await self.app(scope, receive, send)
             return
+        try:
+            # memory backend: the check never awaits, so no coroutine layers
+            verdict = plan.decide(scope) if engine.inline else await plan.adecide(scope)
+        except Exception as exc:  # a limiter bug must never become a 500
+            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
+            verdict = None
         if verdict is None:
             await self.app(scope, receive, send)
             return
-        verdict = cast(Verdict, verdict)
-        if verdict.reject:  # answered here, without calling the app (no extra coroutine)
+        if verdict.reject:  # answered here, without calling the app
             rejection = engine.rejection(verdict, raw=True)
             await send({"type": "http.response.start", "status": rejection.status, "headers": rejection.headers})
             await send({"type": "http.response.body", "body": rejection.body})
@@ -115,13 +103,17 @@ class RateLimitMiddleware:
         if verdict.delay > 0:
             await self._sleep(verdict.delay)
         extra = verdict.headers
-        if not extra:
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, _with_headers(send, extra, engine))
+        await self.app(scope, receive, _with_headers(send, extra, engine) if extra else send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        verdict = await self.engine.adecide(ASGIRequest(scope), raw=True)
+        path = route_path(scope) if scope.get("root_path") else scope.get("path") or "/"
+        plan = self._router.plan("GET", path)  # the handshake is a GET
+        verdict = None
+        if plan is not None:
+            try:
+                verdict = await plan.adecide(scope)
+            except Exception as exc:
+                log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
         if verdict is not None and verdict.reject:
             # Closing before accept makes the server answer the handshake with 403.
             message = await receive()

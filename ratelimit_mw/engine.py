@@ -1,10 +1,12 @@
-"""What both middlewares share: request -> route -> key -> decision -> headers.
+"""Policies compiled into plans, and the one path a request runs.
 
-The ASGI and WSGI adapters only translate between their protocol and this engine,
-so behaviour (and its tests) is the same for both. Everything that does not vary
-per request (quotas, header renderers, 429 templates) is prepared when policies
-are set; a policy swap replaces one tuple, so a request in flight sees either the
-old set or the new one, never a mix.
+When policies are set, each route is compiled once into its parts: a key spec, a
+check bound to the limiter's backend (tables or script, quota and failure mode
+resolved), and a header renderer. A :class:`Router` binds those parts to one
+protocol (the ASGI scope, the WSGI environ, or a request view) as one :class:`Plan`
+per route; a request looks its plan up by (method, path) and runs it, and nothing
+else decides. A policy swap replaces each router's state as a whole, so a request
+in flight sees either the old set or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -15,121 +17,39 @@ import string
 import time
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer, retry_after_seconds
-from ratelimit_mw.core.keys import KeyReader, environ_key_reader, scope_key_reader
-from ratelimit_mw.limiter import Limiter, Quota
+from ratelimit_mw.core.keys import VIEW_ACCESS, Access, KeyReader
+from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
 from ratelimit_mw.policy.model import Route
-from ratelimit_mw.requestview import ASGIRequest, WSGIRequest
 from ratelimit_mw.types import RequestView
 
-__all__ = ["Engine", "Rejection", "Verdict", "build_engine"]
+__all__ = ["Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine"]
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
-
-#: Most (method, path) -> route answers remembered per policy set; past it the cache
+#: Most (method, path) -> plan answers remembered per router; past it the cache
 #: starts over, so a scan of random paths costs memory for at most this many entries.
 ROUTE_CACHE_SIZE = 4096
 _METHODS_PER_PATH = 16
 #: Most distinct 429 bodies remembered per policy set.
 REJECTION_CACHE_SIZE = 1024
 
-
-class _Prepared:
-    """What one route needs per request, flattened so the hot path reads slots only."""
-
-    __slots__ = ("route", "quota", "renderer", "render", "render_raw", "key", "cost", "on_error", "shadow", "exempt",
-                 "wall", "scope_lane", "environ_lane")
-
-    def __init__(self, route: Route, quota: Quota | None, renderer: HeaderRenderer | None) -> None:
-        self.route = route
-        self.quota = quota
-        self.renderer = renderer
-        if renderer is not None:
-            self.render = renderer.renderer(raw=False)
-            self.render_raw = renderer.renderer(raw=True)
-        self.key = route.key
-        self.cost = route.cost
-        self.on_error = route.on_backend_error
-        self.shadow = route.shadow
-        self.exempt = quota is None
-        self.wall = renderer is not None and renderer.needs_wall_clock
-        #: In-process fast lanes (see Engine.scope_lanes): ASGI scope -> raw pairs, WSGI environ
-        #: -> str pairs; ``None`` where the route is not eligible.
-        self.scope_lane: Lane | None = None
-        self.environ_lane: Lane | None = None
-
-    def add_lanes(self, limiter: Limiter) -> None:
-        """Build this route's fast lanes, if it has the plain shape: limited, not shadowed,
-        no shaping (see ``MemoryBackend.lane``), headers that need no wall clock (any
-        families; not epoch resets)."""
-        if self.quota is None or self.renderer is None or self.shadow or self.wall:
-            return
-        key = self.key
-        for raw in (True, False):
-            renders = self.renderer.allowed_renderers(raw)
-            if renders is None:
-                return
-            reader: KeyReader | None
-            if raw:
-                reader = scope_key_reader(key) or (lambda scope: key(ASGIRequest(scope)))
-                self.scope_lane = limiter.lane(self.quota, self.cost, reader, renders)
-            else:
-                reader = environ_key_reader(key) or (lambda environ: key(WSGIRequest(environ)))
-                self.environ_lane = limiter.lane(self.quota, self.cost, reader, renders)
-
-
-#: A fast lane: the request's scope or environ -> header pairs, or ``None`` (take the
-#: general path). See :attr:`Engine.lanes`.
-Lane = Callable[[Any], "list[tuple[Any, Any]] | None"]
-
-
-def _pass_through(source: Any) -> list[tuple[Any, Any]]:
-    """The lane of a path that no route limits (no route matches it, or an exempt one
-    while no observer counts exempt requests): nothing to check, no header to add.
-
-    Why a lane: most apps limit a few routes and serve many more, and each of those
-    requests should cost the middleware a dict lookup, not a request view, the route
-    cache and the preflight test (in process: 1.09-1.36 us added to bare Starlette
-    before, see the README's Design)."""
-    return []
-
-
-class _State(NamedTuple):
-    """One policy set and everything prepared from it; replaced as a whole on a swap."""
-
-    policies: Any
-    prepared: dict[int, _Prepared]
-    #: path -> method -> the route's entry, or ``None`` (no route: pass through). By path
-    #: first: two lookups of strings cost less than building and hashing a tuple.
-    routes: dict[str, dict[str, _Prepared | None]]
-    #: the parts of a 429 that do not change with the request (see Engine.rejection)
-    rejections: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]]
-    #: path -> method -> fast lane, for the cached routes that have one (ASGI, WSGI)
-    scope_lanes: dict[str, dict[str, Lane]]
-    environ_lanes: dict[str, dict[str, Lane]]
-    #: paths seen once and not cached yet (see Engine._route)
-    seen: set[str]
-
-
-_MISS: Any = object()
-_NO_METHODS: dict[str, Any] = {}
 _new = tuple.__new__
 
 
 class Verdict(NamedTuple):
-    """The engine's answer for one limited request.
+    """The answer of a plan for one limited request.
 
     Attributes:
         route: the matched route.
         decision: the limiter's decision.
         headers: header pairs to add (to the app's response, or to the 429): ``str``
-            pairs, or lower-case latin-1 ``bytes`` pairs when ``raw=True`` was asked.
+            pairs, or lower-case latin-1 ``bytes`` pairs for a raw (ASGI) router.
         reject: answer 429 now instead of calling the app.
         delay: seconds to hold the request first (leaky bucket shaping).
     """
@@ -149,6 +69,200 @@ class Rejection(NamedTuple):
     body: bytes
 
 
+class _Compiled(NamedTuple):
+    """What a route compiles to, whatever the protocol: shared by every router."""
+
+    route: Route
+    bound: BoundCheck
+    renderer: HeaderRenderer
+
+
+class Plan:
+    """One limited route, bound to one protocol: read the key, check, render.
+
+    :meth:`decide` and its async twin :meth:`adecide` differ only in how they wait
+    for the check; the rest is shared. Neither raises for a client's input: keys
+    never raise (a failing key function is reported and the request still limited),
+    and a bound check answers by the failure policy when its backend fails.
+    """
+
+    __slots__ = ("acheck", "check", "cost", "engine", "key", "observer", "render", "route", "shadow")
+
+    def __init__(self, engine: Engine, compiled: _Compiled, key: KeyReader, raw: bool) -> None:
+        route = compiled.route
+        self.engine = engine
+        self.route = route
+        self.key = key
+        self.check = compiled.bound.check
+        self.acheck = compiled.bound.acheck
+        self.cost = route.cost
+        self.render = compiled.renderer.render_raw if raw else compiled.renderer.render
+        self.shadow = route.shadow
+        self.observer = engine.observer
+
+    def decide(self, source: Any) -> Verdict | None:
+        """Decide for the request whose scope, environ or view is ``source``."""
+        observer = self.observer
+        started = perf_counter() if observer is not None else 0.0
+        key = self.key(source)
+        decision = self.check(key, self.cost)
+        if observer is None and decision[0] and not decision[8]:  # allowed by the backend: nothing to report
+            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6]))  # type: ignore[no-any-return]
+        return self._finish(key, decision, started)
+
+    async def adecide(self, source: Any) -> Verdict | None:
+        """Async :meth:`decide` (remote backends)."""
+        observer = self.observer
+        started = perf_counter() if observer is not None else 0.0
+        key = self.key(source)
+        decision = await self.acheck(key, self.cost)
+        if observer is None and decision[0] and not decision[8]:
+            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6]))  # type: ignore[no-any-return]
+        return self._finish(key, decision, started)
+
+    def _finish(self, key: str, decision: Decision, started: float) -> Verdict:
+        """Everything but the plain allowed answer: observe, log denials, shadow, degrade."""
+        route = self.route
+        shadowed = self.shadow and not decision.allowed
+        if self.observer is not None:
+            if decision.degraded:
+                outcome = "degraded"
+            elif shadowed:
+                outcome = "shadow"
+            else:
+                outcome = "allowed" if decision.allowed else "limited"
+            self.engine.observe(route, outcome, perf_counter() - started)
+        if decision.allowed:
+            headers = [] if decision.degraded else self.render(decision)
+            return Verdict(route, decision, headers, False, decision.delay)
+        self.engine.denied(route, key, decision)
+        if shadowed:
+            decision = decision._replace(allowed=True, retry_after=0.0)
+        return Verdict(route, decision, self.render(decision), not shadowed, 0.0)
+
+
+class _Exempt:
+    """The plan of an exempt route while an observer counts exempt requests."""
+
+    __slots__ = ("engine", "route")
+
+    def __init__(self, engine: Engine, route: Route) -> None:
+        self.engine = engine
+        self.route = route
+
+    def decide(self, source: Any) -> None:
+        self.engine.observe(self.route, "exempt", 0.0)
+
+    async def adecide(self, source: Any) -> None:
+        self.decide(source)
+
+
+class _Preflight:
+    """A route's plan for OPTIONS while CORS preflights are not counted: a request
+    carrying ``Access-Control-Request-Method`` passes untouched, others are decided."""
+
+    __slots__ = ("plan", "is_preflight")
+
+    def __init__(self, plan: Plan | _Exempt | _Preflight, access: Access) -> None:
+        self.plan = plan
+        self.is_preflight = access.header("access-control-request-method")
+
+    def decide(self, source: Any) -> Verdict | None:
+        return None if self.is_preflight(source) is not None else self.plan.decide(source)
+
+    async def adecide(self, source: Any) -> Verdict | None:
+        return None if self.is_preflight(source) is not None else await self.plan.adecide(source)
+
+
+AnyPlan = Plan | _Exempt | _Preflight
+
+
+class _RouterState(NamedTuple):
+    policies: Any
+    #: id(route) -> its plan, or ``None`` (exempt and unobserved: pass through)
+    plans: dict[int, AnyPlan | None]
+    #: path -> method -> plan (``None``: no route or nothing to do); by path first:
+    #: two lookups of strings cost less than building and hashing a tuple
+    routes: dict[str, dict[str, AnyPlan | None]]
+    #: paths seen once and not cached yet (see Router._match)
+    seen: set[str]
+
+
+_MISS: Any = object()
+_NO_METHODS: dict[str, Any] = {}
+
+
+class Router:
+    """The plans of one protocol, and the route cache that finds them.
+
+    Args:
+        engine: the engine whose compiled routes it binds.
+        access: how keys read this protocol's request object.
+        raw: render headers as lower-case latin-1 ``bytes`` pairs (ASGI).
+    """
+
+    def __init__(self, engine: Engine, access: Access, raw: bool) -> None:
+        self.engine = engine
+        self.access = access
+        self.raw = raw
+        self._state = _RouterState(None, {}, {}, set())
+
+    def rebuild(self, policies: Any, compiled: dict[int, _Compiled], exempt: list[Route]) -> None:
+        """Bind every compiled route to this protocol; activate them all at once."""
+        engine, access = self.engine, self.access
+        plans: dict[int, AnyPlan | None] = {}
+        for entry in compiled.values():
+            route = entry.route
+            plans[id(route)] = Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
+        for route in exempt:
+            plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
+        self._state = _RouterState(policies, plans, {}, set())
+
+    @property
+    def cached(self) -> int:
+        """How many (method, path) answers the route cache holds (bounded; diagnostics)."""
+        return sum(len(methods) for methods in self._state.routes.values())
+
+    def plan(self, method: str, path: str) -> AnyPlan | None:
+        """The plan for (method, path), or ``None``: pass the request through untouched."""
+        state = self._state
+        plan: AnyPlan | None = state.routes.get(path, _NO_METHODS).get(method, _MISS)
+        if plan is _MISS:
+            plan = self._match(state, method, path)
+        return plan
+
+    def _match(self, state: _RouterState, method: Any, path: str) -> AnyPlan | None:
+        """Match (method, path) against the policies; remember the answer from the second
+        time the path is seen, in a bounded cache (at most ``ROUTE_CACHE_SIZE`` paths,
+        16 methods each).
+
+        Why not the first: under a templated route (``/items/{id}``) most paths may
+        never come again, and caching each one (and clearing thousands) costs more than
+        matching. The doorkeeper set is bounded like the cache.
+        """
+        upper = method if type(method) is str and method.isupper() else str(method).upper()
+        match = state.policies.match(upper, path)
+        plan = None if match is None else state.plans.get(id(match.route))
+        if plan is not None and upper == "OPTIONS" and not state.policies.count_preflight:
+            plan = _Preflight(plan, self.access)
+        seen = state.seen
+        if path not in seen:
+            if len(seen) >= ROUTE_CACHE_SIZE:
+                seen.clear()
+            seen.add(path)
+            return plan
+        cache = state.routes
+        methods = cache.get(path)
+        if methods is None:
+            if len(cache) >= ROUTE_CACHE_SIZE:
+                cache.clear()
+            methods = cache[path] = {}
+        elif len(methods) >= _METHODS_PER_PATH:  # methods are client-chosen text too
+            methods.clear()
+        methods[method] = plan
+        return plan
+
+
 class Engine:
     """Applies a policy set with a limiter.
 
@@ -165,26 +279,60 @@ class Engine:
         self._wall = wall_clock
         self._denials = log.DenialLog()
         self._observer: Observer | None = None
-        #: Checks never wait on I/O (memory backend): async callers may use :meth:`admit`.
+        #: Checks never wait on I/O (memory backend): async callers may run :meth:`Plan.decide`.
         self.inline = limiter.in_process
         #: Lower-case names of every header any policy set so far may emit (``str`` and
         #: latin-1 ``bytes``): the adapters skip their de-duplication when none of the
         #: app's headers is in here. Only grows, so it covers a verdict from before a swap.
         self.header_names: frozenset[str] = frozenset()
         self.raw_header_names: frozenset[bytes] = frozenset()
-        self._state = _State(None, {}, {}, {}, {}, {}, set())
-        #: Fast lanes by path and method, for the adapters: ``scope_lanes`` (ASGI, raw
-        #: pairs) and ``environ_lanes`` (WSGI, str pairs). A lane runs the whole allowed
-        #: path of a plain in-process route in a few frames and answers ``None`` for
-        #: anything else (see ``MemoryBackend.lane``); it is filled in as routes are first
-        #: matched, and reports its decisions to the observer, if any.
-        self.scope_lanes: dict[str, dict[str, Lane]] = {}
-        self.environ_lanes: dict[str, dict[str, Lane]] = {}
-        #: Use fast lanes. ``False`` (for diagnostics and benchmarks): routes matched from
-        #: now on get none, and the next set_policies drops those already registered, so
-        #: every request takes the general path.
-        self.lanes_enabled = True
+        self._routers: dict[tuple[int, bool], Router] = {}
+        self._policies: Any = None
+        self._compiled: dict[int, _Compiled] = {}
+        self._exempt: list[Route] = []
+        self._rejections: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]] = {}
         self.set_policies(policies)
+
+    # -- policies --------------------------------------------------------------------
+
+    @property
+    def policies(self) -> Any:
+        """The active policy set."""
+        return self._policies
+
+    def set_policies(self, policies: Any) -> None:
+        """Compile a new policy set and activate it in every router at once."""
+        compiled: dict[int, _Compiled] = {}
+        exempt: list[Route] = []
+        routes = list(policies.routes)
+        if policies.unmatched is not None:
+            routes.append(policies.unmatched)
+        raw_names = set(self.raw_header_names)
+        for route in routes:
+            if route.exempt or not route.rules:
+                exempt.append(route)
+                continue
+            renderer = HeaderRenderer(route.rules, route.headers, names=policies.header_names,
+                                      reset=policies.reset_format, wall_clock=self._wall)
+            raw_names.update(renderer.raw_names)
+            bound = self.limiter.bind(route.rules, route.scope, route.on_backend_error)
+            compiled[id(route)] = _Compiled(route, bound, renderer)
+        self.raw_header_names = frozenset(raw_names)
+        self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
+        self._policies, self._compiled, self._exempt, self._rejections = policies, compiled, exempt, {}
+        for router in self._routers.values():
+            router.rebuild(policies, compiled, exempt)
+
+    def router(self, access: Access, *, raw: bool = False) -> Router:
+        """The router of one protocol (created once, rebuilt on every policy swap)."""
+        ident = (id(access), raw)
+        router = self._routers.get(ident)
+        if router is None:
+            router = self._routers[ident] = Router(self, access, raw)
+            router.rebuild(self._policies, self._compiled, self._exempt)
+        return router
+
+    # -- observation and logs --------------------------------------------------------
 
     @property
     def observer(self) -> Observer | None:
@@ -194,269 +342,71 @@ class Engine:
     @observer.setter
     def observer(self, observer: Observer | None) -> None:
         self._observer = observer
-        state = self._state  # the lanes registered so far were built for the old observer
-        state.routes.clear()
-        state.scope_lanes.clear()
-        state.environ_lanes.clear()
+        for router in self._routers.values():  # plans hold the observer they were built with
+            router.rebuild(self._policies, self._compiled, self._exempt)
 
-    def _observed(self, lane: Lane, route: Route) -> Lane:
-        """``lane`` reporting its allowed decisions to the observer, as ``Engine.admit`` does
-        (outcome ``allowed``, the seconds the lane took). A failing observer is logged and
-        the request still gets its headers: its state is already stored."""
-        observer = self._observer
-        if observer is None:
-            return lane
-        template, policy = route.template, route.policy or ""
-
-        def observed(source: Any) -> list[tuple[Any, Any]] | None:
-            started = perf_counter()
-            headers = lane(source)
-            if headers is not None:
-                try:
-                    observer.decision(template, policy, "allowed", perf_counter() - started)
-                except Exception as exc:
-                    log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=template)
-            return headers
-
-        return observed
-
-    # -- policies --------------------------------------------------------------------
-
-    @property
-    def policies(self) -> Any:
-        """The active policy set."""
-        return self._state.policies
-
-    def set_policies(self, policies: Any) -> None:
-        """Prepare and atomically activate a new policy set (with an empty route cache)."""
-        prepared: dict[int, _Prepared] = {}
-        routes = list(policies.routes)
-        if policies.unmatched is not None:
-            routes.append(policies.unmatched)
-        names = policies.header_names
-        reset = policies.reset_format
-        raw_names = set(self.raw_header_names)
-        for route in routes:
-            if route.exempt or not route.rules:
-                prepared[id(route)] = _Prepared(route, None, None)
-                continue
-            renderer = HeaderRenderer(route.rules, route.headers, names=names, reset=reset)
-            raw_names.update(renderer.raw_names)
-            entry = prepared[id(route)] = _Prepared(route, self.limiter.quota(route.rules, route.scope), renderer)
-            entry.add_lanes(self.limiter)
-        self.raw_header_names = frozenset(raw_names)
-        self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
-        state = self._state = _State(policies, prepared, {}, {}, {}, {}, set())
-        self.scope_lanes, self.environ_lanes = state.scope_lanes, state.environ_lanes
-
-    # -- per request -----------------------------------------------------------------
-
-    def _route(self, state: _State, method: str, path: str) -> _Prepared | None:
-        """The prepared route for (method, path), remembered in the state's bounded cache
-        (at most ``ROUTE_CACHE_SIZE`` paths, 16 methods each) from the second time the
-        path is seen.
-
-        Why not the first: under a templated route (``/items/{id}``) most paths may
-        never come again, and caching each one (three dicts, then a clear of thousands,
-        and the garbage collections those dicts set off) cost more than matching. With
-        100,000 distinct ids, in process: 18.1-18.3 us per request before, 13.8-14.0 us
-        with this doorkeeper and :meth:`_uncached_lane` (bare Starlette 7.5-8.1 us). A
-        path that repeats is cached on its second request, so a hot path pays one extra
-        match. The doorkeeper set is bounded like the cache.
-        """
-        match = state.policies.match(method, path)
-        entry = None if match is None else state.prepared.get(id(match.route))
-        seen = state.seen
-        if path not in seen:
-            if len(seen) >= ROUTE_CACHE_SIZE:
-                seen.clear()
-            seen.add(path)
-            return entry
-        cache = state.routes
-        methods = cache.get(path)
-        if methods is None:
-            if len(cache) >= ROUTE_CACHE_SIZE:
-                cache.clear()
-                state.scope_lanes.clear()
-                state.environ_lanes.clear()
-            methods = cache[path] = {}
-        elif len(methods) >= _METHODS_PER_PATH:  # methods are client-chosen text too
-            methods.clear()
-            state.scope_lanes.pop(path, None)
-            state.environ_lanes.pop(path, None)
-        methods[method] = entry
-        if method != "OPTIONS" and self.lanes_enabled:  # a preflight may pass untouched
-            if entry is None or (entry.exempt and self._observer is None):  # nothing to check, count or add
-                state.scope_lanes.setdefault(path, {})[method] = _pass_through
-                state.environ_lanes.setdefault(path, {})[method] = _pass_through
-            else:
-                if entry.scope_lane is not None:
-                    state.scope_lanes.setdefault(path, {})[method] = self._observed(entry.scope_lane, entry.route)
-                if entry.environ_lane is not None:
-                    state.environ_lanes.setdefault(path, {})[method] = self._observed(entry.environ_lane, entry.route)
-        return entry
-
-    def _select(self, request: RequestView) -> _Prepared | None:
-        state = self._state
-        method = request.method
-        if (
-            method == "OPTIONS"
-            and not state.policies.count_preflight
-            and request.header("access-control-request-method") is not None
-        ):
-            return None
-        path = request.path
-        entry: _Prepared | None = state.routes.get(path, _NO_METHODS).get(method, _MISS)
-        if entry is _MISS:
-            entry = self._route(state, method, path)
-        if entry is None:
-            return None
-        if entry.exempt:
-            if self._observer is not None:
-                route = entry.route
-                self._observer.decision(route.template, route.policy or "", "exempt", 0.0)
-            return None
-        return entry
-
-    def _observe(self, route: Route, decision: Decision, shadowed: bool, seconds: float) -> None:
-        assert self._observer is not None
-        if decision.degraded:
-            outcome = "degraded"
-        elif shadowed:
-            outcome = "shadow"
-        else:
-            outcome = "allowed" if decision.allowed else "limited"
-        self._observer.decision(route.template, route.policy or "", outcome, seconds)
-
-    def _finish(self, entry: _Prepared, key: str, decision: Decision, started: float, raw: bool) -> Verdict:
-        route = entry.route
-        if self._observer is not None:
-            self._observe(route, decision, entry.shadow and not decision.allowed, perf_counter() - started)
-        if decision.allowed:
-            if decision.degraded:
-                return Verdict(route, decision, [], False, 0.0)
-            reject = False
-        else:
-            self._denials.denied(
-                self._wall(), route.template, self.limiter.hash_key(key),
-                policy=route.policy, limit=decision.rule.name if decision.rule else None,
-                retry_after=round(decision.retry_after, 3), shadow=route.shadow,
-            )
-            reject = True
-            if entry.shadow:
-                decision = decision._replace(allowed=True, retry_after=0.0)
-                reject = False
-        wall = self._wall() if entry.wall else 0.0
-        headers = entry.render_raw(decision, wall) if raw else entry.render(decision, wall)
-        return Verdict(route, decision, headers, reject, decision.delay)
-
-    def decide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
-        """Decide for ``request`` (sync backends); ``None`` means pass through untouched.
-
-        ``raw=True`` renders the headers as lower-case latin-1 ``bytes`` pairs (ASGI).
-        """
-        return cast("Verdict | None", self.admit(request, raw=raw, verdict=True))
-
-    def admit(
-        self, request: RequestView, *, raw: bool = False, verdict: bool = False
-    ) -> Verdict | list[tuple[Any, Any]] | None:
-        """:meth:`decide` for the adapters (sync backends), with the common case made cheap.
-
-        Returns ``None`` (pass through untouched), a ``list`` of header pairs (allowed at
-        once: call the app and add these), or a :class:`Verdict` for everything else
-        (reject, delay, degraded). Same decision as :meth:`decide`, without building a
-        Verdict for the allowed request; ``verdict=True`` always builds one.
-        """
+    def observe(self, route: Route, outcome: str, seconds: float) -> None:
+        """Report one decision (key + check time) to the observer; a failing one is logged."""
+        if self._observer is None:
+            return
         try:
-            method = request.method
-            entry = self._state.routes.get(request.path, _NO_METHODS).get(method)
-            if entry is None or entry.exempt or method == "OPTIONS":  # only a limited, cached route skips this
-                entry = self._select(request)
-                if entry is None:
-                    return None
-                if not verdict and self._observer is None and self.lanes_enabled:
-                    # a path not cached (yet): the route's lane decides, as it does once cached
-                    # (_select has passed over an uncounted preflight already)
-                    headers = self._uncached_lane(entry, request, raw)
-                    if headers is not None:
-                        return headers
-            key = entry.key(request)
-            observer = self._observer
-            started = perf_counter() if observer is not None else 0.0
-            decision = self.limiter.check(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
-            if observer is None and decision.allowed and not decision.degraded and not entry.wall:
-                # the common case of _finish, written out: nothing to observe, log or shadow
-                headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)
-                if not verdict and not decision.delay:
-                    return headers
-                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))  # type: ignore[no-any-return]
-            return self._finish(entry, key, decision, started, raw)
-        except Exception as exc:  # a limiter bug must never become a 500
-            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
-            return None
+            self._observer.decision(route.template, route.policy or "", outcome, seconds)
+        except Exception as exc:
+            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=route.template)
+
+    def denied(self, route: Route, key: str, decision: Decision) -> None:
+        """Log a denial (aggregated per route and key hash)."""
+        self._denials.denied(
+            self._wall(), route.template, self.limiter.hash_key(key),
+            policy=route.policy, limit=decision.rule.name if decision.rule else None,
+            retry_after=round(decision.retry_after, 3), shadow=route.shadow,
+        )
 
     @staticmethod
-    def _uncached_lane(entry: _Prepared, request: RequestView, raw: bool) -> list[tuple[Any, Any]] | None:
-        """Run ``entry``'s lane for a request whose path is not in the route cache: the
-        headers of a plain allowed request, or ``None`` (no lane, or the lane stepped
-        aside: the general path decides). Paths under a templated route may never come
-        again (see :meth:`_route`); they should not pay for the general path."""
-        try:
-            if raw:
-                if entry.scope_lane is not None and type(request) is ASGIRequest:
-                    return entry.scope_lane(request.scope)
-            elif entry.environ_lane is not None and type(request) is WSGIRequest:
-                return entry.environ_lane(request.environ)
-        except Exception as exc:  # as in the adapters: a failing lane hands over to the general path
-            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
-        return None
+    def key_error_reporter(route: Route) -> Callable[[str, Exception], None]:
+        """What a route's keys call when a key function raises: one log line each time."""
+        template = route.template
+
+        def report(label: str, exc: Exception) -> None:
+            log.logger.error(log.KEY_ERROR, route=template, key_function=label, error=type(exc).__name__,
+                             detail=str(exc)[:200])
+
+        return report
+
+    # -- request views ---------------------------------------------------------------
+
+    def decide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
+        """Decide for a request view (sync backends); ``None`` means pass through untouched.
+
+        The same plans the middlewares run, bound to the view. ``raw=True`` renders the
+        headers as lower-case latin-1 ``bytes`` pairs.
+        """
+        plan = self.router(VIEW_ACCESS, raw=raw).plan(request.method, request.path)
+        return None if plan is None else plan.decide(request)
 
     async def adecide(self, request: RequestView, *, raw: bool = False) -> Verdict | None:
         """Async :meth:`decide`."""
-        return cast("Verdict | None", await self.aadmit(request, raw=raw, verdict=True))
+        plan = self.router(VIEW_ACCESS, raw=raw).plan(request.method, request.path)
+        return None if plan is None else await plan.adecide(request)
 
-    async def aadmit(
-        self, request: RequestView, *, raw: bool = False, verdict: bool = False
-    ) -> Verdict | list[tuple[Any, Any]] | None:
-        """Async :meth:`admit` (remote backends): the same answers, awaiting the check."""
-        try:
-            method = request.method
-            entry = self._state.routes.get(request.path, _NO_METHODS).get(method)
-            if entry is None or entry.exempt or method == "OPTIONS":  # only a limited, cached route skips this
-                entry = self._select(request)
-                if entry is None:
-                    return None
-            key = entry.key(request)
-            observer = self._observer
-            started = perf_counter() if observer is not None else 0.0
-            decision = await self.limiter.acheck(key, entry.quota, cost=entry.cost, on_error=entry.on_error)  # type: ignore[arg-type]
-            if observer is None and decision.allowed and not decision.degraded and not entry.wall:
-                headers = entry.render_raw(decision, 0.0) if raw else entry.render(decision, 0.0)
-                if not verdict and not decision.delay:
-                    return headers
-                return _new(Verdict, (entry.route, decision, headers, False, decision.delay))  # type: ignore[no-any-return]
-            return self._finish(entry, key, decision, started, raw)
-        except Exception as exc:
-            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=request.path)
-            return None
+    # -- 429 -------------------------------------------------------------------------
 
     def rejection(self, verdict: Verdict, *, raw: bool = False) -> Rejection:
         """The 429 for a rejected verdict: status, headers and body.
 
-        ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict decided with ``raw=True``.
+        ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict of a raw router.
         The body and its own headers depend on a few values only (the whole seconds
         to wait, the violated limits, and for a custom template the numbers it shows):
         they are built once per distinct set and remembered with the policy set.
         """
-        state = self._state
-        policies = state.policies
+        policies = self._policies
         decision = verdict.decision
         retry = retry_after_seconds(decision.retry_after)
         if policies.response_body is None:
             ident: tuple[Any, ...] = (retry, decision.violated)
         else:
             ident = (retry, decision.violated, decision.limit, decision.remaining)
-        cache = state.rejections
+        cache = self._rejections
         parts = cache.get(ident)
         if parts is None:
             if len(cache) >= REJECTION_CACHE_SIZE:

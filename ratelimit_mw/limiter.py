@@ -23,13 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from binascii import b2a_base64
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
-from hashlib import blake2b
 from time import perf_counter
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from ratelimit_mw import log
 from ratelimit_mw.backends.base import AsyncBackend, Backend
@@ -37,52 +33,29 @@ from ratelimit_mw.backends.memory import MemoryBackend
 from ratelimit_mw.breaker import CircuitBreaker
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
+from ratelimit_mw.core.quota import Quota, make_quota
 from ratelimit_mw.core.rates import Rule, parse_rate, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, RateLimitExceeded
 from ratelimit_mw.observe import Observer
 
-__all__ = ["Limiter", "Limits", "Quota", "open_backend"]
+__all__ = ["BoundCheck", "Limiter", "Limits", "Quota", "open_backend"]
 
 FAILURE_MODES = ("allow", "deny", "memory")
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """Rules bound to a scope: what one check applies, with storage-key suffixes.
-
-    Built once per route (or per distinct ``limits`` argument) and reused.
-
-    Attributes:
-        rules: the limits, checked together.
-        scope: bucket namespace (the route label, or a shared ``scope``).
-        slots: one short id per rule, unique per (scope, rule maths).
-    """
-
-    rules: tuple[Rule, ...]
-    scope: str
-    slots: tuple[str, ...]
-    #: the one slot of a single-rule quota (the common case), else ``None``
-    single: str | None = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "single", self.slots[0] if len(self.slots) == 1 else None)
-
 
 Limits = Quota | Rule | str | Sequence[Rule | str]
 
 
-def _slot_id(scope: str, rule: Rule) -> str:
-    """7 characters (42 bits) naming one (scope, rule): short keys save Redis memory
-    (``rl:{2-char tag}14-char rest:7-char slot`` is 29 bytes, under an allocator step at 30)."""
-    digest = blake2b(f"{scope}\0{rule.signature}".encode(), digest_size=6).digest()
-    return b2a_base64(digest, newline=False).decode()[:7].replace("+", "-").replace("/", "_")
+class BoundCheck(NamedTuple):
+    """One quota's check bound to the limiter's backend, clock and failure policy.
 
+    Both take ``(raw client key, cost)``; ``acheck`` returns an awaitable. Built once
+    per quota (routes bind theirs when policies are set) and used by every caller:
+    the middlewares' plans and :meth:`Limiter.check`/:meth:`Limiter.acheck` alike.
+    """
 
-@lru_cache(maxsize=4096)
-def _make_quota(rules: tuple[Rule, ...], scope: str) -> Quota:
-    if not rules:
-        raise ConfigError("at least one limit is required")
-    return Quota(rules, scope, tuple(_slot_id(scope, r) for r in rules))
+    check: Callable[[str, int], Decision]
+    acheck: Callable[[str, int], Awaitable[Decision]]
+    quota: Quota
 
 
 def _to_rule(item: Rule | str | Any) -> Rule:
@@ -167,24 +140,16 @@ class Limiter:
         # Memory needs our time; a remote backend uses its own unless a clock was injected.
         self._pass_time = clock is not None or not self.backend.has_clock
         self._local = isinstance(self.backend, MemoryBackend)
-        # Which APIs the backend serves, decided once (an ABC isinstance per check costs ~0.3 us).
-        self._sync_ok = isinstance(self.backend, Backend) and getattr(self.backend, "supports_sync", True)
-        self._async_ok = isinstance(self.backend, AsyncBackend) and getattr(self.backend, "supports_async", True)
-        # The backend's check as a plain function returning an awaitable where it offers
-        # one (RedisBackend.ahit_nowait: one coroutine frame fewer each way per check).
-        self._ahit: Callable[..., Awaitable[Decision]] = cast(
-            "Callable[..., Awaitable[Decision]]",
-            getattr(self.backend, "ahit_nowait", None) or getattr(self.backend, "ahit", None),
-        )
-        self._memory: MemoryBackend = self.backend if isinstance(self.backend, MemoryBackend) else MemoryBackend()
-        self._hit_local = self._memory.hit_client
         self.on_backend_error = on_backend_error
         self._hash = KeyHasher(key_secret)
         self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
         self._asleep = asleep or getattr(clock, "asleep", None) or asyncio.sleep
         self._fallback: MemoryBackend | None = None
         self._occ_size = 0 if self._local else over_limit_cache
+        #: the over-limit cache: storage key -> (until, cost, decision); see _remember_denial
         self._occ: dict[str, tuple[float, int, Decision]] = {}
+        #: bound checks by quota (and failure mode), so a repeated quota binds once
+        self._bound: dict[Any, BoundCheck] = {}
         self.breaker = CircuitBreaker(
             threshold=breaker_threshold,
             recovery_time=breaker_recovery,
@@ -193,48 +158,38 @@ class Limiter:
         )
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
-        if self._local:
-            # In process, :meth:`check` is the backend's one-frame function with the same
-            # signature and answers (see MemoryBackend.client_check): the method below
-            # would add a call, a noticeable share of a ~1.3 us check.
-            self.check = self._memory.client_check(self.quota, self._clock)  # type: ignore[method-assign]
 
     @property
     def in_process(self) -> bool:
         """The backend is this process's memory: a check never waits on I/O."""
         return self._local
 
+    @property
+    def sleep(self) -> Callable[[float], None]:
+        """The blocking sleep used for shaping delays and :meth:`acquire`."""
+        return self._sleep
+
+    @property
+    def asleep(self) -> Callable[[float], Any]:
+        """The async sleep used for shaping delays and :meth:`aacquire`."""
+        return self._asleep
+
     # -- keys ------------------------------------------------------------------------
-
-    def lane(
-        self,
-        quota: Quota,
-        cost: int,
-        key_of: Callable[[Any], str | None],
-        renders: Sequence[Callable[[int, float], Any]],
-    ) -> Callable[[Any], Any] | None:
-        """An in-process fast lane for one route (see :meth:`MemoryBackend.lane`), or ``None``.
-
-        Only the in-process backend has lanes: a remote check waits on I/O anyway.
-        """
-        if not self._local:
-            return None
-        return self._memory.lane(quota, cost, key_of, self._clock, renders)
 
     def quota(self, limits: Limits, scope: str = "") -> Quota:
         """Bind ``limits`` to ``scope``; cached, so passing strings each call is cheap."""
         if isinstance(limits, Quota):
             return limits
         if isinstance(limits, (Rule, str)):
-            return _make_quota((_to_rule(limits),), scope)
-        return _make_quota(tuple(_to_rule(x) for x in limits), scope)
+            return make_quota((_to_rule(limits),), scope)
+        return make_quota(tuple(_to_rule(x) for x in limits), scope)
 
     def hash_key(self, key: str) -> str:
         """The keyed BLAKE2b hash under which ``key`` is stored in Redis and logged.
 
         The in-process memory backend keys its tables with Python's ``hash()`` instead:
         SipHash keyed with a random per-process secret, never stored or shown outside
-        this process, and cheaper than BLAKE2b (see README, Design).
+        this process, and cheaper than BLAKE2b.
         """
         return self._hash(key)
 
@@ -251,6 +206,98 @@ class Limiter:
         head = f"{self.prefix}:{{{hashed[:2]}}}{hashed[2:]}:"
         return [head + slot for slot in quota.slots]
 
+    # -- binding: one check per quota, used by every caller ---------------------------
+
+    def bind(self, limits: Limits, scope: str = "", on_error: str | None = None) -> BoundCheck:
+        """The :class:`BoundCheck` of ``limits`` in ``scope`` (cached per quota and mode).
+
+        Args:
+            limits: a rate string, Rule, list of them, or a prepared :class:`Quota`.
+            scope: bucket namespace when ``limits`` is not a Quota.
+            on_error: failure mode for these checks (default: the limiter's).
+        """
+        quota = self.quota(limits, scope)
+        mode = on_error or self.on_backend_error
+        if mode not in FAILURE_MODES:
+            raise ConfigError(f"on_backend_error must be one of {', '.join(FAILURE_MODES)}, got {mode!r}")
+        ident = quota if mode == self.on_backend_error else (quota, mode)
+        bound = self._bound.get(ident)
+        if bound is None:
+            if len(self._bound) >= 4096:  # quotas are per route or per distinct argument
+                self._bound.clear()
+            bound = self._bound[ident] = self._local_check(quota) if self._local else self._remote_check(quota, mode)
+        return bound
+
+    def _local_check(self, quota: Quota) -> BoundCheck:
+        check = cast(MemoryBackend, self.backend).bind(quota, self._clock)
+
+        async def acheck(key: str, cost: int = 1) -> Decision:
+            return check(key, cost)
+
+        return BoundCheck(check, acheck, quota)
+
+    def _remote_check(self, quota: Quota, mode: str) -> BoundCheck:
+        """The failure policy around a remote backend's check: the over-limit cache, the
+        breaker, the degraded answer, then the backend; sync and async twins share it."""
+        rules = quota.rules
+        backend = self.backend
+        hit = backend.hit if isinstance(backend, Backend) and getattr(backend, "supports_sync", True) else None
+        # the backend's check as a plain function returning an awaitable where it offers
+        # one (RedisBackend.ahit_nowait: one coroutine frame fewer each way per check)
+        ahit = None
+        if isinstance(backend, AsyncBackend) and getattr(backend, "supports_async", True):
+            ahit = getattr(backend, "ahit_nowait", None) or backend.ahit
+        clock, pass_time = self._clock, self._pass_time
+
+        def before(key: str, cost: int) -> tuple[list[str], float, Decision | None]:
+            keys = self.storage_keys(key, quota)
+            now = clock()
+            if self._occ:
+                cached = self._cached_denial(keys, cost, now)
+                if cached is not None:
+                    return keys, now, cached
+            if not self.breaker.allow():
+                return keys, now, self._degraded(quota, key, cost, mode, None)
+            return keys, now, None
+
+        def after(key: str, keys: list[str], cost: int, now: float, decision: Decision, started: float) -> Decision:
+            if self.observer is not None:
+                self.observer.backend_call(perf_counter() - started)
+            self.breaker.success()
+            if self._occ_size:
+                self._remember(quota, keys, cost, decision, now)
+            return decision
+
+        def check(key: str, cost: int = 1) -> Decision:
+            keys, now, early = before(key, cost)
+            if early is not None:
+                return early
+            if hit is None:
+                raise ConfigError("this backend is async-only: use acheck()")
+            started = perf_counter()
+            try:
+                decision = hit(keys, rules, cost, now if pass_time else None)
+            except Exception as exc:
+                self.breaker.failure()
+                return self._degraded(quota, key, cost, mode, exc)
+            return after(key, keys, cost, now, decision, started)
+
+        async def acheck(key: str, cost: int = 1) -> Decision:
+            keys, now, early = before(key, cost)
+            if early is not None:
+                return early
+            if ahit is None:
+                raise ConfigError("this backend is sync-only: use check()")
+            started = perf_counter()
+            try:
+                decision = await ahit(keys, rules, cost, now if pass_time else None)
+            except Exception as exc:
+                self.breaker.failure()
+                return self._degraded(quota, key, cost, mode, exc)
+            return after(key, keys, cost, now, decision, started)
+
+        return BoundCheck(check, acheck, quota)
+
     # -- failure policy --------------------------------------------------------------
 
     def _breaker_changed(self, old: str, new: str) -> None:
@@ -261,51 +308,56 @@ class Limiter:
             if self.on_backend_error == "memory":
                 self.observer.fallback(new != "closed")
 
-    def _fallback_backend(self) -> MemoryBackend:
-        if self._fallback is None:
-            self._fallback = MemoryBackend()
-        return self._fallback
-
-    def _degraded(
-        self, quota: Quota, keys: list[str], cost: int, mode: str, exc: BaseException | None
-    ) -> Decision:
+    def _degraded(self, quota: Quota, key: str, cost: int, mode: str, exc: BaseException | None) -> Decision:
+        """The failure policy's answer when the backend could not decide (``degraded``)."""
         if exc is not None:
             log.logger.error(
-                log.BACKEND_ERROR, error=type(exc).__name__, detail=str(exc)[:200], mode=mode,
-                scope=quota.scope,
+                log.BACKEND_ERROR, error=type(exc).__name__, detail=str(exc)[:200], mode=mode, scope=quota.scope,
             )
             if self.observer is not None:
                 self.observer.backend_error(type(exc).__name__)
         if mode == "memory":
-            d = self._fallback_backend().hit(keys, quota.rules, cost, self._clock())
-            return Decision(d.allowed, d.limit, d.remaining, d.reset_after, d.retry_after,
-                            d.rule, d.delay, d.violated, True)
+            if self._fallback is None:
+                self._fallback = MemoryBackend()
+            return self._fallback.bind(quota, self._clock)(key, cost)._replace(degraded=True)
         rule = quota.rules[0]
         if mode == "deny":
             wait = max(self.breaker.recovery_time, 1.0)
             return Decision(False, rule.capacity, 0, wait, wait, rule, 0.0, (), True)
         return Decision(True, rule.capacity, rule.capacity, 0.0, 0.0, rule, 0.0, (), True)
 
-    def _occ_get(self, keys: list[str], cost: int, now: float) -> Decision | None:
+    def _cached_denial(self, keys: list[str], cost: int, now: float) -> Decision | None:
+        """A remembered denial for one of ``keys`` at the same cost, still in force."""
         for key in keys:
             entry = self._occ.get(key)
             if entry is not None:
                 until, denied_cost, d = entry
                 if now >= until:
                     del self._occ[key]
-                elif cost >= denied_cost:
+                elif cost == denied_cost:
                     left = until - now
                     return Decision(False, d.limit, d.remaining, max(d.reset_after - (d.retry_after - left), 0.0),
                                     left, d.rule, 0.0, d.violated, False)
         return None
 
-    def _occ_put(self, quota: Quota, keys: list[str], cost: int, decision: Decision, now: float) -> None:
-        if decision.retry_after <= 0 or decision.rule is None:
+    def _remember(self, quota: Quota, keys: list[str], cost: int, decision: Decision, now: float) -> None:
+        """Envoy's over-limit cache: remember a denial until its retry time, so a client
+        hammering past its limit costs no round trip; forget it when the key admits.
+
+        Only a denial whose ``remaining`` is ``cost - 1`` is remembered: until its retry
+        time nothing the client could see changes (its remaining count, the wait for this
+        cost), so the cached answer is the one the backend would give. Any other denial
+        (a large cost with a few units left) goes back to the backend each time."""
+        if decision.allowed:
+            if self._occ:
+                for key in keys:
+                    self._occ.pop(key, None)
+            return
+        if decision.retry_after <= 0 or decision.rule is None or decision.remaining != cost - 1:
             return
         if len(self._occ) >= self._occ_size:
             self._occ.clear()
-        index = quota.rules.index(decision.rule)
-        self._occ[keys[index]] = (now + decision.retry_after, cost, decision)
+        self._occ[keys[quota.rules.index(decision.rule)]] = (now + decision.retry_after, cost, decision)
 
     # -- checks ----------------------------------------------------------------------
 
@@ -321,66 +373,19 @@ class Limiter:
             scope: bucket namespace when ``limits`` is not a Quota.
             on_error: failure mode for this check (default: the limiter's).
         """
-        quota = limits if type(limits) is Quota else self.quota(limits, scope)
-        if self._local:
-            return self._hit_local(hash(key), quota, cost, self._clock())
-        keys = self.storage_keys(key, quota)
-        now = self._clock()
-        if self._occ:
-            cached = self._occ_get(keys, cost, now)
-            if cached is not None:
-                return cached
-        mode = on_error or self.on_backend_error
-        if not self.breaker.allow():
-            return self._degraded(quota, keys, cost, mode, None)
-        if not self._sync_ok:
-            raise ConfigError("this backend is async-only: use acheck()")
-        backend = cast(Backend, self.backend)
-        observer = self.observer
-        started = perf_counter() if observer is not None else 0.0
-        try:
-            decision = backend.hit(keys, quota.rules, cost, now if self._pass_time else None)
-        except Exception as exc:
-            self.breaker.failure()
-            return self._degraded(quota, keys, cost, mode, exc)
-        if observer is not None:
-            observer.backend_call(perf_counter() - started)
-        self.breaker.success()
-        if not decision.allowed and self._occ_size:
-            self._occ_put(quota, keys, cost, decision, now)
-        return decision
+        bound = self._bound.get(limits) if on_error is None and type(limits) is Quota else None
+        if bound is None:
+            bound = self.bind(limits, scope, on_error)
+        return bound.check(key, cost)
 
     async def acheck(
         self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", on_error: str | None = None
     ) -> Decision:
         """Async :meth:`check`; never blocks the event loop on a remote backend."""
-        quota = limits if type(limits) is Quota else self.quota(limits, scope)
-        if self._local:
-            return self._memory.hit_client(hash(key), quota, cost, self._clock())
-        keys = self.storage_keys(key, quota)
-        now = self._clock()
-        if self._occ:
-            cached = self._occ_get(keys, cost, now)
-            if cached is not None:
-                return cached
-        mode = on_error or self.on_backend_error
-        if not self.breaker.allow():
-            return self._degraded(quota, keys, cost, mode, None)
-        if not self._async_ok:
-            raise ConfigError("this backend is sync-only: use check()")
-        observer = self.observer
-        started = perf_counter() if observer is not None else 0.0
-        try:
-            decision = await self._ahit(keys, quota.rules, cost, now if self._pass_time else None)
-        except Exception as exc:
-            self.breaker.failure()
-            return self._degraded(quota, keys, cost, mode, exc)
-        if observer is not None:
-            observer.backend_call(perf_counter() - started)
-        self.breaker.success()
-        if not decision.allowed and self._occ_size:
-            self._occ_put(quota, keys, cost, decision, now)
-        return decision
+        bound = self._bound.get(limits) if on_error is None and type(limits) is Quota else None
+        if bound is None:
+            bound = self.bind(limits, scope, on_error)
+        return await bound.acheck(key, cost)
 
     hit = check
     ahit = acheck
@@ -392,59 +397,59 @@ class Limiter:
             raise RateLimitExceeded(decision)
         return decision
 
+    def _sync_backend(self, verb: str) -> Backend:
+        backend = self.backend
+        if not isinstance(backend, Backend) or not getattr(backend, "supports_sync", True):
+            raise ConfigError(f"this backend is async-only: use a{verb}()")
+        return backend
+
+    def _async_backend(self, verb: str) -> AsyncBackend:
+        backend = self.backend
+        if not isinstance(backend, AsyncBackend) or not getattr(backend, "supports_async", True):
+            raise ConfigError(f"this backend is sync-only: use {verb}()")
+        return backend
+
     def peek(self, key: str, limits: Limits, *, scope: str = "") -> Decision:
         """Usage without consuming: ``remaining``/``reset_after`` now, and whether a
         request of cost 1 would pass (``allowed``, ``retry_after``)."""
         quota = self.quota(limits, scope)
         if self._local:
-            return self._memory.peek_client(hash(key), quota, self._clock())
-        backend = self.backend
-        if not isinstance(backend, Backend) or not getattr(backend, "supports_sync", True):
-            raise ConfigError("this backend is async-only: use apeek()")
-        return backend.peek(self.storage_keys(key, quota), quota.rules,
-                            self._clock() if self._pass_time else None)
+            return cast(MemoryBackend, self.backend).peek_key(key, quota, self._clock())
+        return self._sync_backend("peek").peek(self.storage_keys(key, quota), quota.rules,
+                                               self._clock() if self._pass_time else None)
 
     async def apeek(self, key: str, limits: Limits, *, scope: str = "") -> Decision:
         """Async :meth:`peek`."""
         quota = self.quota(limits, scope)
         if self._local:
-            return self._memory.peek_client(hash(key), quota, self._clock())
-        backend = self.backend
-        if not isinstance(backend, AsyncBackend) or not getattr(backend, "supports_async", True):
-            raise ConfigError("this backend is sync-only: use peek()")
-        return await backend.apeek(self.storage_keys(key, quota), quota.rules,
-                                   self._clock() if self._pass_time else None)
+            return cast(MemoryBackend, self.backend).peek_key(key, quota, self._clock())
+        return await self._async_backend("peek").apeek(self.storage_keys(key, quota), quota.rules,
+                                                       self._clock() if self._pass_time else None)
 
     usage = peek
     ausage = apeek
+
+    def _forget(self, key: str, quota: Quota) -> list[str]:
+        keys = self.storage_keys(key, quota)
+        for k in keys:
+            self._occ.pop(k, None)
+        return keys
 
     def reset(self, key: str, limits: Limits, *, scope: str = "") -> None:
         """Make ``key``'s quota whole again for these limits."""
         quota = self.quota(limits, scope)
         if self._local:
-            self._memory.reset_client(hash(key), quota)
+            cast(MemoryBackend, self.backend).reset_key(key, quota)
             return
-        keys = self.storage_keys(key, quota)
-        for k in keys:
-            self._occ.pop(k, None)
-        backend = self.backend
-        if not isinstance(backend, Backend) or not getattr(backend, "supports_sync", True):
-            raise ConfigError("this backend is async-only: use areset()")
-        backend.reset(keys)
+        self._sync_backend("reset").reset(self._forget(key, quota))
 
     async def areset(self, key: str, limits: Limits, *, scope: str = "") -> None:
         """Async :meth:`reset`."""
         quota = self.quota(limits, scope)
         if self._local:
-            self._memory.reset_client(hash(key), quota)
+            cast(MemoryBackend, self.backend).reset_key(key, quota)
             return
-        keys = self.storage_keys(key, quota)
-        for k in keys:
-            self._occ.pop(k, None)
-        backend = self.backend
-        if not isinstance(backend, AsyncBackend) or not getattr(backend, "supports_async", True):
-            raise ConfigError("this backend is sync-only: use reset()")
-        await backend.areset(keys)
+        await self._async_backend("reset").areset(self._forget(key, quota))
 
     # -- outbound: wait until allowed ------------------------------------------------
 

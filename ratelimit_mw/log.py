@@ -18,6 +18,7 @@ __all__ = [
     "BREAKER_OPENED",
     "DenialLog",
     "INTERNAL_ERROR",
+    "KEY_ERROR",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
     "RATE_LIMITED",
@@ -30,6 +31,8 @@ BREAKER_CHANGED = "breaker_state_changed"
 BREAKER_OPENED = "breaker_opened"
 BREAKER_CLOSED = "breaker_closed"
 INTERNAL_ERROR = "internal_error"
+#: A key function raised; the request was limited by the next key or the shared bucket.
+KEY_ERROR = "key_error"
 POLICIES_RELOADED = "policies_reloaded"
 POLICIES_RELOAD_FAILED = "policies_reload_failed"
 

@@ -1,18 +1,28 @@
-"""Lazy request views over an ASGI scope or a WSGI environ.
+"""How the adapters' protocols are read: accessors for keys, and lazy request views.
 
-They implement :class:`ratelimit_mw.types.RequestView`. Nothing is parsed until a
-key function asks: the common ``header:X-API-Key`` key reads one header, ``ip``
-reads the peer only. Malformed input (bad encodings, odd cookies) yields ``None``
-rather than an exception, so a hostile request can never crash the app.
+``SCOPE`` (ASGI) and ``ENVIRON`` (WSGI) implement :class:`ratelimit_mw.core.keys.Access`:
+compiled keys are bound to them once, when policies are set, and then read a request's
+header or peer straight from the scope or environ. The request views
+(:class:`ASGIRequest`, :class:`WSGIRequest`) are what key functions (``call:``)
+receive; nothing in them is parsed until the function asks. Malformed input (bad
+encodings, odd cookies) yields ``None`` rather than an exception, so a hostile
+request can never crash the app.
+
+Methods: RFC 9110 makes them case-sensitive, and the standard ones are upper-case.
+Django and werkzeug upper-case the method before routing, so a ``get`` request
+reaches the GET view; both adapters therefore match routes on the upper-cased
+method, so that ``get /x`` cannot escape the limits of ``GET /x``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
-__all__ = ["ASGIRequest", "WSGIRequest", "cookie_value", "environ_key", "route_path"]
+__all__ = ["ENVIRON", "SCOPE", "ASGIRequest", "WSGIRequest", "cookie_value", "environ_key", "route_path",
+           "wsgi_path"]
 
 
 def cookie_value(raw: str | None, name: str) -> str | None:
@@ -78,8 +88,7 @@ class ASGIRequest:
             if scope.get("root_path"):
                 path = route_path(scope)
         self.path = path
-        method = scope.get("method", "GET")  # read by every request: a slot, not a property
-        self.method: str = method if type(method) is str else str(method)
+        self.method: str = upper_method(scope.get("method", "GET"))
 
     @property
     def peer(self) -> str | None:
@@ -90,15 +99,7 @@ class ASGIRequest:
         return None
 
     def header(self, name: str) -> str | None:
-        target = _LATIN1.get(name) or _latin1(name)
-        headers = self.scope.get("headers") or ()
-        for key, value in headers:  # servers send lower-case names: try those first
-            if key == target:
-                return value.decode("latin-1") if type(value) is bytes else bytes(value).decode("latin-1")
-        for key, value in headers:
-            if key.lower() == target:
-                return bytes(value).decode("latin-1")
-        return None
+        return _scope_value(_LATIN1.get(name) or _latin1(name), self.scope)
 
     def header_values(self, name: str) -> list[str]:
         target = _LATIN1.get(name) or _latin1(name)
@@ -118,6 +119,11 @@ class ASGIRequest:
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def upper_method(method: object) -> str:
+    """The method routes are matched on: upper-cased (see the module docstring)."""
+    return method if method in _METHODS else str(method).upper()  # type: ignore[return-value]
 
 
 _ENVIRON_KEYS: dict[str, str] = {}
@@ -142,6 +148,12 @@ def _wsgi_text(value: str) -> str:
         return value
 
 
+def wsgi_path(environ: Mapping[str, Any]) -> str:
+    """The path to match routes against: ``PATH_INFO``, UTF-8 recovered where valid."""
+    path = environ.get("PATH_INFO") or "/"
+    return path if path.isascii() else (_wsgi_text(path) or "/")
+
+
 class WSGIRequest:
     """RequestView over a WSGI environ."""
 
@@ -149,10 +161,8 @@ class WSGIRequest:
 
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self.environ = environ
-        path = environ.get("PATH_INFO") or "/"
-        self.path = path if path.isascii() else (_wsgi_text(path) or "/")
-        method = environ.get("REQUEST_METHOD", "GET")
-        self.method: str = method if method in _METHODS else str(method).upper()
+        self.path = wsgi_path(environ)
+        self.method: str = upper_method(environ.get("REQUEST_METHOD", "GET"))
 
     @property
     def peer(self) -> str | None:
@@ -160,8 +170,7 @@ class WSGIRequest:
         return str(addr) if addr else None
 
     def header(self, name: str) -> str | None:
-        value = self.environ.get(_ENVIRON_KEYS.get(name) or environ_key(name))
-        return value if isinstance(value, str) else None
+        return _environ_value(_ENVIRON_KEYS.get(name) or environ_key(name), self.environ)
 
     def header_values(self, name: str) -> list[str]:
         value = self.header(name)
@@ -172,3 +181,81 @@ class WSGIRequest:
 
     def cookie(self, name: str) -> str | None:
         return cookie_value(self.header("cookie"), name)
+
+
+# -- accessors: how compiled keys read each protocol ---------------------------------
+
+
+def _scope_value(target: bytes, scope: Mapping[str, Any]) -> str | None:
+    """The first value of header ``target`` (lower-case latin-1) in an ASGI scope."""
+    headers = scope.get("headers") or ()
+    for key, value in headers:  # servers send lower-case names: try those first
+        if key == target:
+            return value.decode("latin-1") if type(value) is bytes else bytes(value).decode("latin-1")
+    for key, value in headers:
+        if bytes(key).lower() == target:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _scope_header(name: str) -> Callable[[Any], str | None]:
+    return partial(_scope_value, name.encode("latin-1"))  # a partial adds no Python frame
+
+
+class _ScopeAccess:
+    """:class:`~ratelimit_mw.core.keys.Access` over an ASGI scope."""
+
+    def peer(self, scope: Mapping[str, Any]) -> Any:
+        client = scope.get("client")
+        return client[0] if client else None
+
+    header = staticmethod(_scope_header)
+
+    def header_values(self, scope: Mapping[str, Any], name: str) -> list[str]:
+        return ASGIRequest(scope, "/").header_values(name)
+
+    def query(self, scope: Mapping[str, Any], name: str) -> str | None:
+        return ASGIRequest(scope, "/").query(name)
+
+    def cookie(self, scope: Mapping[str, Any], name: str) -> str | None:
+        return ASGIRequest(scope, "/").cookie(name)
+
+    def request(self, scope: Mapping[str, Any]) -> Any:
+        return ASGIRequest(scope)
+
+
+def _environ_value(key: str, environ: Mapping[str, Any]) -> str | None:
+    value = environ.get(key)
+    return value if type(value) is str else None
+
+
+def _environ_header(name: str) -> Callable[[Any], str | None]:
+    return partial(_environ_value, environ_key(name))
+
+
+class _EnvironAccess:
+    """:class:`~ratelimit_mw.core.keys.Access` over a WSGI environ."""
+
+    def peer(self, environ: Mapping[str, Any]) -> Any:
+        return environ.get("REMOTE_ADDR")
+
+    header = staticmethod(_environ_header)
+
+    def header_values(self, environ: Mapping[str, Any], name: str) -> list[str]:
+        value = environ.get(environ_key(name))
+        return [value] if isinstance(value, str) else []
+
+    def query(self, environ: Mapping[str, Any], name: str) -> str | None:
+        return _query_value(environ.get("QUERY_STRING") or "", name)
+
+    def cookie(self, environ: Mapping[str, Any], name: str) -> str | None:
+        value = environ.get("HTTP_COOKIE")
+        return cookie_value(value if isinstance(value, str) else None, name)
+
+    def request(self, environ: Mapping[str, Any]) -> Any:
+        return WSGIRequest(environ)
+
+
+#: The accessors the adapters bind keys to.
+SCOPE = _ScopeAccess()
+ENVIRON = _EnvironAccess()

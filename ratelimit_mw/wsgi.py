@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 
 from ratelimit_mw import log
-from ratelimit_mw.engine import Engine, Lane, Verdict, build_engine
+from ratelimit_mw.engine import Engine, build_engine
 from ratelimit_mw.limiter import Limiter
-from ratelimit_mw.requestview import WSGIRequest
+from ratelimit_mw.requestview import ENVIRON, wsgi_path
 
 __all__ = ["WSGIRateLimitMiddleware"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-_NO_LANES: dict[str, Lane] = {}
-
 
 def _status_line(status: int) -> str:
     try:
@@ -53,7 +50,8 @@ class WSGIRateLimitMiddleware:
     ) -> None:
         self.app = app
         self.engine = engine or build_engine(policies, backend, limiter, **limiter_options)
-        self._sleep = self.engine.limiter._sleep
+        self._router = self.engine.router(ENVIRON)
+        self._sleep = self.engine.limiter.sleep
         if metrics is not None:
             metrics.attach(self.engine)
         self._metrics_path = metrics_path
@@ -69,38 +67,29 @@ class WSGIRateLimitMiddleware:
         return self.engine.limiter
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        engine = self.engine
-        verdict: Any = None
-        # the plain in-process case in a few frames (see Engine.environ_lanes)
         path = environ.get("PATH_INFO") or "/"
-        lane = engine.environ_lanes.get(path, _NO_LANES).get(environ.get("REQUEST_METHOD"))  # type: ignore[arg-type]
-        if lane is not None and path.isascii() and path != self._metrics_path:  # the cache holds decoded paths
-            try:
-                verdict = lane(environ)
-            except Exception as exc:  # never a 500: the general path decides (and logs)
-                log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
-            if verdict is not None:  # allowed; [] when the route sends no headers
-                return self.app(environ, _with_headers(start_response, verdict, engine) if verdict else start_response)
-        request = WSGIRequest(environ)
-        if self._metrics_app is not None and request.path == self._metrics_path:
+        if not path.isascii():
+            path = wsgi_path(environ)
+        if path == self._metrics_path and self._metrics_app is not None:
             return self._metrics_app(environ, start_response)
-        verdict = engine.admit(request)
+        plan = self._router.plan(environ.get("REQUEST_METHOD", "GET"), path)
+        if plan is None:
+            return self.app(environ, start_response)
+        try:
+            verdict = plan.decide(environ)
+        except Exception as exc:  # a limiter bug must never become a 500
+            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
+            verdict = None
         if verdict is None:
             return self.app(environ, start_response)
-        if type(verdict) is list:  # allowed at once: only headers to add
-            extra: list[tuple[str, str]] = verdict
-        else:
-            verdict = cast(Verdict, verdict)
-            if verdict.reject:
-                rejection = engine.rejection(verdict)
-                start_response(_status_line(rejection.status), rejection.headers)
-                return [rejection.body]
-            if verdict.delay > 0:
-                self._sleep(verdict.delay)
-            extra = verdict.headers
-        if not extra:
-            return self.app(environ, start_response)
-        return self.app(environ, _with_headers(start_response, extra, engine))
+        if verdict.reject:
+            rejection = self.engine.rejection(verdict)
+            start_response(_status_line(rejection.status), rejection.headers)
+            return [rejection.body]
+        if verdict.delay > 0:
+            self._sleep(verdict.delay)
+        extra = verdict.headers
+        return self.app(environ, _with_headers(start_response, extra, self.engine) if extra else start_response)
 
 
 def _with_headers(

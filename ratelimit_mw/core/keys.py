@@ -41,7 +41,13 @@ spec                   key
 ``call:pkg.mod:func``  ``call:pkg.mod:func:<value>``
 a Python callable      ``call:<module>:<qualname>:<value>``
 nothing present        ``anonymous``
+a key function raised  ``unidentified`` (when no later part is present)
 =====================  ==================================================
+
+A key function that raises is the application's bug, not the client's doing: it is
+reported once (the engine logs ``key_error``) and the request is still limited, by
+the next part of the chain or else in the route's shared ``unidentified`` bucket.
+Never unlimited: a client must not escape its limit by making the function fail.
 
 The kind prefix keeps sources apart: an API key equal to somebody's IP address never
 shares that IP's bucket. Values are stripped of surrounding whitespace; one longer
@@ -59,17 +65,15 @@ import importlib
 import ipaddress
 import itertools
 import re
-import weakref
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from ratelimit_mw.errors import ConfigError
-from ratelimit_mw.requestview import ASGIRequest, WSGIRequest, environ_key
 from ratelimit_mw.types import RequestView
 
 __all__ = [
-    "FORWARDED_HEADERS", "KEY_KINDS", "ClientIP", "KeyFunc", "KeyPart", "KeyReader", "compile_key",
-    "environ_key_reader", "scope_key_reader",
+    "ANONYMOUS", "FORWARDED_HEADERS", "KEY_KINDS", "UNIDENTIFIED", "VIEW_ACCESS", "Access", "ClientIP", "KeyReader",
+    "KeySpec", "OnKeyError", "compile_key",
 ]
 
 #: Spec kinds accepted by :func:`compile_key` (``kind`` or ``kind:argument``).
@@ -85,16 +89,51 @@ FORWARDED_HEADERS: tuple[str, ...] = (
     "cf-connecting-ip",
 )
 
-#: A compiled key function: returns the client identity (raw, not yet hashed).
-#: Same shape as ``ratelimit_mw.policy.model.KeyFunc``; redefined so ``core``
-#: does not import the outer policy layer.
-KeyFunc = Callable[[RequestView], str]
-#: One part of a key chain: a key string, or ``None`` when absent for this request.
-KeyPart = Callable[[RequestView], str | None]
+#: A bound key: the client identity (raw, not yet hashed) of one request, read from
+#: the protocol's own object (an ASGI scope, a WSGI environ, a request view).
+KeyReader = Callable[[Any], str]
+#: One bound part of a chain: a key, ``None`` when absent, or :data:`_FAILED`.
+_PartReader = Callable[[Any], "str | None"]
+#: Called once per failing key function: ``(label, exception)``; it logs, outside ``core``.
+OnKeyError = Callable[[str, Exception], None]
 
+#: Every part of the chain absent: one shared bucket, never "no limit".
 ANONYMOUS = "anonymous"
+#: A key function raised and no later part was present: the route's shared bucket of
+#: requests whose identity could not be read (never "no limit" either).
+UNIDENTIFIED = "unidentified"
 GLOBAL = "global"
 UNKNOWN_PEER = "unknown"
+#: What a part that raised answers (compared by identity: no request value can be it).
+_FAILED: Any = object()
+
+
+class Access(Protocol):
+    """How keys read one protocol's request object (the ``source``).
+
+    ``core`` never imports the adapters: they supply an Access for the ASGI scope and
+    the WSGI environ (``ratelimit_mw.requestview``), and :func:`compile_key` binds each
+    key to it once, when policies are set, so a request reads its key straight from
+    the protocol's own object.
+    """
+
+    def peer(self, source: Any) -> Any:
+        """The transport peer (an address or an opaque name), or ``None``."""
+
+    def header(self, name: str) -> Callable[[Any], str | None]:
+        """A reader of header ``name`` (lower-case): its first value as text, or ``None``."""
+
+    def header_values(self, source: Any, name: str) -> list[str]:
+        """Every value of header ``name`` (lower-case), in order."""
+
+    def query(self, source: Any, name: str) -> str | None:
+        """The first value of query parameter ``name``."""
+
+    def cookie(self, source: Any, name: str) -> str | None:
+        """The value of cookie ``name``."""
+
+    def request(self, source: Any) -> Any:
+        """The request object a key function receives (a RequestView, or the framework's)."""
 
 _MAX_VALUE = 1024  # characters of a raw value kept verbatim in a key
 _MAX_HEADER = 8192  # characters of a forwarded header looked at (the rightmost ones)
@@ -288,7 +327,7 @@ class ClientIP:
             long header can cause. Beyond it, the last trusted hop seen is used.
     """
 
-    __slots__ = ("_classify", "_extract", "forwarded_header", "ipv6_prefix", "max_hops", "trusted_proxies")
+    __slots__ = ("_classify", "_extract", "_view", "forwarded_header", "ipv6_prefix", "max_hops", "trusted_proxies")
 
     def __init__(
         self,
@@ -316,6 +355,7 @@ class ClientIP:
         v4 = [n for n in self.trusted_proxies if isinstance(n, ipaddress.IPv4Network)]
         v6 = [n for n in self.trusted_proxies if isinstance(n, ipaddress.IPv6Network)]
         self._classify = _make_classifier(_net_masks(v4), _net_masks(v6), ipv6_prefix, _CACHE_SIZE)
+        self._view: KeyReader | None = None
 
     def __repr__(self) -> str:
         proxies = [str(n) for n in self.trusted_proxies]
@@ -324,21 +364,36 @@ class ClientIP:
             f"forwarded_header={self.forwarded_header!r}, max_hops={self.max_hops})"
         )
 
-    def __call__(self, request: RequestView) -> str:
-        """The client address key part of ``request``; never raises, never empty."""
-        peer = request.peer
-        if not peer:
-            return UNKNOWN_PEER
-        info = self._classify(peer) if len(peer) <= _MAX_ADDR else None
-        if info is None:
-            return "peer:" + _cap(peer)
-        if not info[1]:  # always the case with no trusted proxies: headers are not read
-            return info[0]
-        return self._walk(request, info[0])
+    def reader(self, access: Access, prefix: str = "") -> KeyReader:
+        """``source -> prefix + address key part`` for requests read through ``access``;
+        never raises, never empty. Headers are read only when the peer is trusted."""
+        peer_of, values_of, header = access.peer, access.header_values, self.forwarded_header
+        classify, walk = self._classify, self._walk
 
-    def _walk(self, request: RequestView, peer_key: str) -> str:
-        """Walk the forwarded header from the right, starting at a trusted peer."""
-        lines = request.header_values(self.forwarded_header)
+        def read(source: Any) -> str:
+            peer = peer_of(source)
+            if not peer:
+                return prefix + UNKNOWN_PEER
+            if type(peer) is not str:
+                peer = str(peer)
+            info = classify(peer) if len(peer) <= _MAX_ADDR else None
+            if info is None:
+                return prefix + "peer:" + _cap(peer)
+            if not info[1]:  # always the case with no trusted proxies: headers are not read
+                return prefix + info[0]
+            return prefix + walk(values_of(source, header), info[0])
+
+        return read
+
+    def __call__(self, request: RequestView) -> str:
+        """The client address key part of a :class:`~ratelimit_mw.types.RequestView`."""
+        view = self._view
+        if view is None:
+            view = self._view = self.reader(VIEW_ACCESS)
+        return view(request)
+
+    def _walk(self, lines: list[str], peer_key: str) -> str:
+        """Walk the forwarded header's ``lines`` from the right, starting at a trusted peer."""
         if not lines:
             return peer_key
         # A header may come as several lines, in order: join them. Each non-blank
@@ -406,58 +461,120 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _header_part(name: str) -> KeyPart:
+class _ViewAccess:
+    """:class:`Access` over a :class:`~ratelimit_mw.types.RequestView` (tests, the CLI's
+    ``explain``, and calling a compiled key on a view directly)."""
+
+    def peer(self, source: RequestView) -> Any:
+        return source.peer
+
+    def header(self, name: str) -> Callable[[Any], str | None]:
+        def read(source: RequestView) -> str | None:
+            return source.header(name)
+
+        return read
+
+    def header_values(self, source: RequestView, name: str) -> list[str]:
+        return source.header_values(name)
+
+    def query(self, source: RequestView, name: str) -> str | None:
+        return source.query(name)
+
+    def cookie(self, source: RequestView, name: str) -> str | None:
+        return source.cookie(name)
+
+    def request(self, source: RequestView) -> Any:
+        return source
+
+
+VIEW_ACCESS: Access = _ViewAccess()
+
+
+class _Part:
+    """One part of a key chain, compiled from its spec and not yet bound to a protocol.
+
+    ``bind(access, on_error)`` returns ``source -> key | None | _FAILED``; ``total``
+    parts (``ip``, ``global``) are always present.
+    """
+
+    __slots__ = ("bind", "text", "total")
+
+    def __init__(self, bind: Callable[[Access, OnKeyError], _PartReader], text: str, total: bool = False) -> None:
+        self.bind = bind
+        self.text = text
+        self.total = total
+
+
+def _header_part(name: str) -> _Part:
     lname = name.lower()
     prefix = f"header:{lname}:"
 
-    def header_key(request: RequestView) -> str | None:
-        return _present(prefix, request.header(lname))
+    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+        read = access.header(lname)
 
-    return header_key
+        def header_key(source: Any) -> str | None:
+            value = read(source)
+            if value is None:
+                return None
+            value = value.strip()
+            if not value:
+                return None
+            return prefix + (value if len(value) <= _MAX_VALUE else _cap(value))
 
+        return header_key
 
-def _query_part(name: str) -> KeyPart:
-    prefix = f"query:{name}:"
-
-    def query_key(request: RequestView) -> str | None:
-        return _present(prefix, request.query(name))
-
-    return query_key
-
-
-def _cookie_part(name: str) -> KeyPart:
-    prefix = f"cookie:{name}:"
-
-    def cookie_key(request: RequestView) -> str | None:
-        return _present(prefix, request.cookie(name))
-
-    return cookie_key
+    return _Part(bind, f"header:{name}")
 
 
-def _callable_part(func: Callable[[RequestView], object], label: str) -> KeyPart:
+def _lookup_part(kind: str, name: str) -> _Part:
+    """``query:NAME`` and ``cookie:NAME``."""
+    prefix = f"{kind}:{name}:"
+
+    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+        read = access.query if kind == "query" else access.cookie
+
+        def lookup_key(source: Any) -> str | None:
+            return _present(prefix, read(source, name))
+
+        return lookup_key
+
+    return _Part(bind, f"{kind}:{name}")
+
+
+def _callable_part(func: Callable[[Any], object], label: str, text: str) -> _Part:
     prefix = f"call:{label}:"
 
-    def call_key(request: RequestView) -> str | None:
-        # Exceptions propagate: a failing key function is the application's bug, and
-        # silently falling through to the next part could widen somebody's quota.
-        return _present(prefix, func(request))
+    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+        request_of = access.request
 
-    return call_key
+        def call_key(source: Any) -> str | None:
+            try:
+                value = func(request_of(source))
+            except Exception as exc:  # the app's bug: reported once, and the request stays limited
+                on_error(label, exc)
+                return _FAILED  # type: ignore[no-any-return]
+            return _present(prefix, value)
+
+        return call_key
+
+    return _Part(bind, text)
 
 
-def _ip_part(client_ip: ClientIP) -> KeyFunc:
-    def ip_key(request: RequestView) -> str:
-        return "ip:" + client_ip(request)
+def _ip_part(client_ip: ClientIP) -> _Part:
+    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+        return client_ip.reader(access, "ip:")
 
-    _IP_KEYS[ip_key] = client_ip
-    return ip_key
+    return _Part(bind, "ip", total=True)
 
 
-def _global_part(request: RequestView) -> str:
+def _global_key(source: Any) -> str:
     return GLOBAL
 
 
-def _import_callable(target: str, spec: str) -> tuple[Callable[[RequestView], object], str]:
+_GLOBAL_PART = _Part(lambda access, on_error: _global_key, "global", total=True)
+
+
+def _import_callable(target: str, spec: str) -> tuple[Callable[[Any], object], str]:
     """Resolve ``package.module:function`` (or ``package.module.function``)."""
     module_name, sep, attr = target.partition(":")
     if not sep:
@@ -479,22 +596,7 @@ def _import_callable(target: str, spec: str) -> tuple[Callable[[RequestView], ob
     return obj, f"{module_name}:{attr}"
 
 
-class _Compiled:
-    """One compiled chain part; ``total`` is set when the part is always present,
-    ``header`` (the lower-case name) when the part reads one header."""
-
-    __slots__ = ("func", "header", "text", "total")
-
-    def __init__(
-        self, func: KeyPart, text: str, *, total: KeyFunc | None = None, header: str | None = None
-    ) -> None:
-        self.func = func
-        self.text = text
-        self.total = total
-        self.header = header
-
-
-def _compile_text(spec: str, get_client_ip: Callable[[], ClientIP]) -> _Compiled:
+def _compile_text(spec: str, get_client_ip: Callable[[], ClientIP]) -> _Part:
     text = spec.strip()
     kind, sep, arg = text.partition(":")
     kind = kind.strip().lower()
@@ -507,49 +609,107 @@ def _compile_text(spec: str, get_client_ip: Callable[[], ClientIP]) -> _Compiled
     if kind in ("ip", "global"):
         if sep:
             raise ConfigError(f"key {spec!r}: {kind!r} takes no argument; write just {kind!r}")
-        total = _ip_part(get_client_ip()) if kind == "ip" else _global_part
-        return _Compiled(total, kind, total=total)
+        return _ip_part(get_client_ip()) if kind == "ip" else _GLOBAL_PART
     if not arg:
         example = {"header": "header:X-API-Key", "query": "query:api_key", "cookie": "cookie:session"}
         hint = example.get(kind, "call:package.module:function")
         raise ConfigError(f"key {spec!r}: {kind!r} needs a name, e.g. {hint!r}")
+    if kind in ("header", "cookie") and not _TOKEN.fullmatch(arg):
+        raise ConfigError(f"key {spec!r}: {arg!r} is not a valid {kind} name")
     if kind == "header":
-        if not _TOKEN.fullmatch(arg):
-            raise ConfigError(f"key {spec!r}: {arg!r} is not a valid header name")
-        return _Compiled(_header_part(arg), text, header=arg.lower())
-    if kind == "query":
-        return _Compiled(_query_part(arg), text)
-    if kind == "cookie":
-        if not _TOKEN.fullmatch(arg):
-            raise ConfigError(f"key {spec!r}: {arg!r} is not a valid cookie name")
-        return _Compiled(_cookie_part(arg), text)
+        return _header_part(arg)
+    if kind in ("query", "cookie"):
+        return _lookup_part(kind, arg)
     target, label = _import_callable(arg, spec)
-    return _Compiled(_callable_part(target, label), text)
+    return _callable_part(target, label, text)
 
 
-def _compile_part(part: object, get_client_ip: Callable[[], ClientIP]) -> _Compiled:
+def _compile_part(part: object, get_client_ip: Callable[[], ClientIP]) -> _Part:
     if isinstance(part, str):
         return _compile_text(part, get_client_ip)
     if isinstance(part, ClientIP):
-        func = _ip_part(part)
-        return _Compiled(func, "ip", total=func)
+        return _ip_part(part)
     if callable(part):
         module = getattr(part, "__module__", None) or type(part).__module__
         name = getattr(part, "__qualname__", None) or type(part).__qualname__
-        label = f"{module}:{name}"
-        return _Compiled(_callable_part(part, label), label)
+        return _callable_part(part, f"{module}:{name}", f"{module}:{name}")
     raise ConfigError(
         f"key part {part!r} must be a spec string (e.g. 'header:X-API-Key', 'ip') or a callable, "
         f"not {type(part).__name__}"
     )
 
 
+def _ignore_error(label: str, exc: Exception) -> None:
+    """The default ``on_error``: the caller that binds a key decides how to report."""
+
+
+class KeySpec:
+    """A compiled key spec: parsed and checked once, bound to each protocol once.
+
+    :meth:`bind` gives the function a request runs: ``source -> key``, reading the
+    protocol's own object through an :class:`Access`. Calling the spec on a
+    :class:`~ratelimit_mw.types.RequestView` is the same key, read through the view.
+    """
+
+    __slots__ = ("parts", "text", "_view")
+
+    def __init__(self, parts: Sequence[_Part]) -> None:
+        self.parts = tuple(parts)
+        self.text = self.parts[0].text if len(self.parts) == 1 else "[" + ", ".join(p.text for p in self.parts) + "]"
+        self._view: KeyReader | None = None
+
+    def __repr__(self) -> str:
+        return f"KeySpec({self.text})"
+
+    def bind(self, access: Access, on_error: OnKeyError = _ignore_error) -> KeyReader:
+        """The key of a request read through ``access``; never raises.
+
+        A part that raises is reported to ``on_error`` once and skipped: the next part
+        decides, or, when none is present, the shared :data:`UNIDENTIFIED` key. Every
+        part absent: :data:`ANONYMOUS`.
+        """
+        readers = tuple(part.bind(access, on_error) for part in self.parts)
+        if len(readers) == 1:
+            only = readers[0]
+            if self.parts[0].total:
+                return only  # type: ignore[return-value]
+
+            def single_key(source: Any) -> str:
+                key = only(source)
+                if key is None:
+                    return ANONYMOUS
+                return UNIDENTIFIED if key is _FAILED else key
+
+            return single_key
+
+        def chain_key(source: Any) -> str:
+            failed = False
+            for read in readers:
+                key = read(source)
+                if key is None:
+                    continue
+                if key is _FAILED:
+                    failed = True
+                    continue
+                return key
+            return UNIDENTIFIED if failed else ANONYMOUS
+
+        return chain_key
+
+    def __call__(self, request: RequestView) -> str:
+        """The key of a :class:`~ratelimit_mw.types.RequestView` (errors are not reported)."""
+        view = self._view
+        if view is None:
+            view = self._view = self.bind(VIEW_ACCESS)
+        return view(request)
+
+
 def compile_key(
-    spec: str | Sequence[str | Callable[[RequestView], str | None]] | Callable[[RequestView], str | None],
+    spec: str | Sequence[str | Callable[[Any], str | None]] | Callable[[Any], str | None],
     *,
     client_ip: ClientIP | None = None,
-) -> KeyFunc:
-    """Compile a key spec into a function ``request -> key``, once, at load time.
+) -> KeySpec:
+    """Compile a key spec once, at load time; bind it to a protocol with :meth:`KeySpec.bind`.
 
     A list or tuple is a chain: the first part present for the request wins. Header,
     query and cookie parts are absent when missing or blank; a callable is absent
@@ -577,191 +737,17 @@ def compile_key(
         return resolver[0]
 
     if isinstance(spec, str) or not isinstance(spec, (list, tuple)):
-        parts = [_compile_part(spec, get_client_ip)]
-    else:
-        if not spec:
-            raise ConfigError("key chain is empty; use e.g. ['header:X-API-Key', 'ip']")
-        parts = []
-        for item in spec:
-            if isinstance(item, (list, tuple)):
-                raise ConfigError(f"key chain part {item!r}: chains cannot be nested")
-            parts.append(_compile_part(item, get_client_ip))
-        for before, after in itertools.pairwise(parts):
-            if before.total is not None:
-                raise ConfigError(
-                    f"key chain part {after.text!r} is never used: "
-                    f"{before.text!r} before it is always present"
-                )
-
-    if len(parts) == 1:
-        only = parts[0]
-        if only.total is not None:
-            return only.total
-        if only.header is not None:
-            return _single_header_key(only.header)
-        return _with_fallback(only.func)
-    funcs = tuple(part.func for part in parts)
-
-    def chain_key(request: RequestView) -> str:
-        for func in funcs:
-            key = func(request)
-            if key is not None:
-                return key
-        return ANONYMOUS
-
-    last = parts[-1].total
-    if len(parts) == 2 and parts[0].header is not None and last is not None and last in _IP_KEYS:
-        _HEADER_IP_CHAINS[chain_key] = (parts[0].header, last)  # the usual chain: readers for it
-    return chain_key
-
-
-def _single_header_key(lname: str) -> KeyFunc:
-    """``header:NAME`` alone (the common API-key spec): :func:`_header_part` with the
-    ``anonymous`` fallback, in one function because it runs on every request."""
-    prefix = f"header:{lname}:"
-
-    def header_key(request: RequestView) -> str:
-        value = request.header(lname)
-        if value is not None:
-            value = value.strip()
-            if value:
-                return prefix + (value if len(value) <= _MAX_VALUE else _cap(value))
-        return ANONYMOUS
-
-    _HEADER_KEYS[header_key] = lname
-    return header_key
-
-
-#: Compiled ``header:NAME`` keys -> their lower-case NAME (see :func:`scope_key_reader`).
-_HEADER_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
-#: Compiled ``ip`` keys -> their resolver (see :func:`scope_key_reader`).
-_IP_KEYS: weakref.WeakKeyDictionary[Callable[..., Any], ClientIP] = weakref.WeakKeyDictionary()
-#: Compiled ``[header:NAME, ip]`` chains -> (lower-case NAME, the ``ip`` part).
-_HEADER_IP_CHAINS: weakref.WeakKeyDictionary[Callable[..., Any], tuple[str, KeyFunc]] = weakref.WeakKeyDictionary()
-
-#: Reads a client key straight from an ASGI scope or a WSGI environ; ``None`` when the
-#: request is not the plain case (the caller then runs the compiled key on a request view).
-KeyReader = Callable[[Mapping[str, Any]], "str | None"]
-
-
-def scope_key_reader(key: KeyFunc) -> KeyReader | None:
-    """For a ``header:NAME``, ``ip`` or ``[header:NAME, ip]`` key: the same key read
-    straight from an ASGI scope.
-
-    ``header:NAME``: the plain cases, as servers send them: the lower-case name with a
-    ``bytes`` value of at most 1,024 characters, or no such header at all (or a blank
-    value: the shared ``anonymous`` key, so requests without a key keep the fast
-    lane). Anything else (a long value, a mixed-case name, a value or name of another
-    type) reads ``None``, and the caller runs ``key`` on an ASGIRequest, which gives
-    the same answer the slow way. ``ip``: see :func:`_ip_reader`. The chain: the
-    header's key when present, else the ``ip`` reader's. No reader for other specs.
-    """
-    return _reader(key, _scope_header_reader, _scope_peer, ASGIRequest)
-
-
-def environ_key_reader(key: KeyFunc) -> KeyReader | None:
-    """:func:`scope_key_reader` for a WSGI environ (``HTTP_<NAME>``, a ``str`` value;
-    ``REMOTE_ADDR`` for ``ip``)."""
-    return _reader(key, _environ_header_reader, _environ_peer, WSGIRequest)
-
-
-def _reader(
-    key: KeyFunc,
-    header_reader: Callable[[str], KeyReader],
-    peer_of: Callable[[Mapping[str, Any]], Any],
-    view: Callable[[Any], RequestView],
-) -> KeyReader | None:
-    client_ip = _IP_KEYS.get(key)
-    if client_ip is not None:
-        return _ip_reader(key, client_ip, peer_of, view)
-    lname = _HEADER_KEYS.get(key)
-    if lname is not None:
-        return header_reader(lname)
-    chain = _HEADER_IP_CHAINS.get(key)
-    if chain is None:
-        return None
-    read_header = header_reader(chain[0])
-    read_ip = _ip_reader(chain[1], _IP_KEYS[chain[1]], peer_of, view)
-
-    def read(source: Mapping[str, Any]) -> str | None:
-        found = read_header(source)
-        return read_ip(source) if found is ANONYMOUS else found  # absent or blank: the next part
-
-    return read
-
-
-def _scope_header_reader(lname: str) -> KeyReader:
-    target = lname.encode("latin-1")
-    prefix = f"header:{lname}:"
-
-    def read(scope: Mapping[str, Any]) -> str | None:
-        headers = scope.get("headers") or ()
-        for name, value in headers:
-            if name == target:
-                if type(value) is not bytes:
-                    return None
-                text = value.decode("latin-1").strip()
-                if not text:
-                    return ANONYMOUS
-                return prefix + text if len(text) <= _MAX_VALUE else None
-        for name, _ in headers:  # absent in lower case: absent, unless in another case
-            if type(name) is not bytes or name.lower() == target:
-                return None
-        return ANONYMOUS
-
-    return read
-
-
-def _environ_header_reader(lname: str) -> KeyReader:
-    name = environ_key(lname)
-    prefix = f"header:{lname}:"
-
-    def read(environ: Mapping[str, Any]) -> str | None:
-        value = environ.get(name)
-        if type(value) is not str:
-            return ANONYMOUS if value is None else None
-        text = value.strip()
-        if not text:
-            return ANONYMOUS
-        return prefix + text if len(text) <= _MAX_VALUE else None
-
-    return read
-
-
-def _scope_peer(scope: Mapping[str, Any]) -> Any:
-    client = scope.get("client")
-    return client[0] if client else None
-
-
-def _environ_peer(environ: Mapping[str, Any]) -> Any:
-    return environ.get("REMOTE_ADDR")
-
-
-def _ip_reader(
-    key: KeyFunc, client_ip: ClientIP, peer_of: Callable[[Mapping[str, Any]], Any], view: Callable[[Any], RequestView]
-) -> KeyReader:
-    """For an ``ip`` key (the default spec): the client's address read straight from the
-    scope or environ, for a peer that is a well-formed address and not a trusted proxy.
-    Anything else (a trusted proxy's forwarded header to walk, no peer, garbage) runs
-    ``key`` on a request view, so the answer is always the key's own, never ``None``."""
-    classify = client_ip._classify
-
-    def read(source: Mapping[str, Any]) -> str | None:
-        peer = peer_of(source)
-        if type(peer) is str and len(peer) <= _MAX_ADDR:
-            info = classify(peer)
-            if info is not None and not info[1]:
-                return "ip:" + info[0]
-        return key(view(source))
-
-    return read
-
-
-def _with_fallback(func: KeyPart) -> KeyFunc:
-    """A single part that may be absent, with the shared ``anonymous`` fallback."""
-
-    def key(request: RequestView) -> str:
-        result = func(request)
-        return ANONYMOUS if result is None else result
-
-    return key
+        return KeySpec([_compile_part(spec, get_client_ip)])
+    if not spec:
+        raise ConfigError("key chain is empty; use e.g. ['header:X-API-Key', 'ip']")
+    parts = []
+    for item in spec:
+        if isinstance(item, (list, tuple)):
+            raise ConfigError(f"key chain part {item!r}: chains cannot be nested")
+        parts.append(_compile_part(item, get_client_ip))
+    for before, after in itertools.pairwise(parts):
+        if before.total:
+            raise ConfigError(
+                f"key chain part {after.text!r} is never used: {before.text!r} before it is always present"
+            )
+    return KeySpec(parts)

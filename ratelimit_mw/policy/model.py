@@ -6,12 +6,11 @@ compiled, header prefixes rendered. The request path only reads these objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+from ratelimit_mw.core.keys import KeySpec
 from ratelimit_mw.core.rates import Rule
-from ratelimit_mw.types import RequestView
 
 __all__ = [
     "FailureMode",
@@ -27,8 +26,8 @@ FAILURE_MODES: tuple[FailureMode, ...] = ("allow", "deny", "memory")
 #: Header families a route may emit; ``none`` disables headers on allowed responses.
 HEADER_STYLES = ("x-ratelimit", "ietf", "draft03", "none")
 
-#: A compiled key function: returns the client identity (raw, not yet hashed).
-KeyFunc = Callable[[RequestView], str]
+#: A compiled key: bound to each protocol by the engine, callable on a request view.
+KeyFunc = KeySpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,7 @@ class Route:
         methods: upper-case methods this route applies to; empty means any.
         rules: the limits, checked together and all-or-nothing.
         scope: bucket namespace; routes sharing a scope share buckets.
-        key: compiled client-key function.
+        key: compiled client key (see :class:`~ratelimit_mw.core.keys.KeySpec`).
         key_spec: the key as written (for ``explain`` and the admin API).
         cost: units each request consumes.
         exempt: never limited, no headers.

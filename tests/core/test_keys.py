@@ -130,14 +130,30 @@ def test_direct_callables() -> None:
     )
 
 
-def test_callable_exceptions_propagate() -> None:
-    """A broken key function is the app's bug; silently skipping it could widen a quota."""
+def _broken(request: RequestView) -> str | None:
+    raise RuntimeError("boom")
 
-    def broken(request: RequestView) -> str | None:
-        raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError, match="boom"):
-        compile_key([broken, "ip"])(req())
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param([_broken, "ip"], "ip:203.0.113.5", id="next-part-decides"),
+        pytest.param([_broken, "header:X-API-Key"], "unidentified", id="next-part-absent"),
+        pytest.param([_broken], "unidentified", id="alone"),
+        pytest.param(["header:X-API-Key", _broken, "ip"], "header:x-api-key:k", id="earlier-part-present"),
+    ],
+)
+def test_a_raising_key_function_is_reported_once_and_still_limits(spec: list[Any], expected: str) -> None:
+    """A broken key function is the app's bug: the request falls to the next part of the
+    chain or to the shared 'unidentified' bucket, never to no limit; each failure is
+    reported once."""
+    from ratelimit_mw.core.keys import VIEW_ACCESS
+
+    errors: list[tuple[str, str]] = []
+    key = compile_key(spec).bind(VIEW_ACCESS, lambda label, exc: errors.append((label, str(exc))))
+    headers = {"x-api-key": "k"} if spec[0] == "header:X-API-Key" else {}
+    assert key(req(headers)) == expected
+    assert errors == ([] if expected.startswith("header:") else [(f"{HERE}:_broken", "boom")])
 
 
 def test_client_ip_instance_as_part() -> None:

@@ -1,14 +1,11 @@
-"""The hot path's shortcuts give exactly the answers of the slow path.
-
-Route cache per (method, path), headers rendered straight to bytes for ASGI, the
-sync check for the memory backend inside the async middleware, and the send
-wrapper's de-duplication of headers the app set itself.
+"""The engine's plans: the route cache answers as the matcher, swaps are atomic, raw
+(ASGI) headers are the text (WSGI) ones encoded, sync and async plans agree, and the
+send wrapper never duplicates a header the app set itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 from typing import Any
 
@@ -18,8 +15,9 @@ from ratelimit_mw import RateLimitMiddleware
 from ratelimit_mw import engine as engine_module
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer
+from ratelimit_mw.core.keys import VIEW_ACCESS
 from ratelimit_mw.core.rates import parse_rate
-from ratelimit_mw.engine import Engine, Verdict
+from ratelimit_mw.engine import Engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.policy.loader import load_policies
 from ratelimit_mw.testing import FakeClock, FakeRequest
@@ -51,33 +49,34 @@ def test_route_cache_answers_as_the_matcher() -> None:
             assert verdict is None
         else:
             assert verdict is not None and verdict.route is match.route
-    assert len(engine._state.routes) == len(paths)
-    assert sum(len(methods) for methods in engine._state.routes.values()) == 4 * len(paths)
+    assert engine.router(VIEW_ACCESS).cached == 4 * len(paths)
 
 
 def test_route_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "ROUTE_CACHE_SIZE", 8)
     engine = _engine()
+    router = engine.router(VIEW_ACCESS)
     for i in range(50):
         for _ in range(2):  # a path is cached from its second request
             assert engine.decide(FakeRequest("GET", f"/items/{i}")) is not None
-        assert 1 <= len(engine._state.routes) <= 8 and len(engine._state.seen) <= 8
+        assert 1 <= router.cached <= 8
+    engine.set_policies(engine.policies)
     for i in range(50):  # client-chosen methods on one path
         assert engine.decide(FakeRequest(f"M{i}", "/nowhere")) is not None  # the unmatched route
-        assert i == 0 or 1 <= len(engine._state.routes["/nowhere"]) <= 16
+        assert i == 0 or 1 <= router.cached <= 16
 
 
 def test_a_path_is_cached_from_its_second_request() -> None:
     """Paths seen once (a templated route's ids) are matched, not cached: caching each
-    cost more than matching. A path that comes again is cached, with its lane."""
+    cost more than matching. A path that comes again is cached."""
     engine = _engine()
-    state = engine._state
+    router = engine.router(VIEW_ACCESS)
     for i in range(100):
         verdict = engine.decide(FakeRequest("GET", f"/items/{i}", {"X-API-Key": "k"}))
         assert verdict is not None and verdict.route is engine.policies.match("GET", "/items/1").route
-    assert not state.routes and not engine.scope_lanes and len(state.seen) == 100
+    assert router.cached == 0
     engine.decide(FakeRequest("GET", "/items/7", {"X-API-Key": "k"}))
-    assert list(state.routes) == ["/items/7"] and list(engine.scope_lanes) == ["/items/7"]
+    assert router.cached == 1
 
 
 def test_policy_swap_starts_a_new_route_cache() -> None:
@@ -85,9 +84,8 @@ def test_policy_swap_starts_a_new_route_cache() -> None:
     request = FakeRequest("GET", "/items/1", {"X-API-Key": "a"})
     verdict = engine.decide(request)
     assert verdict is not None and verdict.decision.limit == 3
-    old_state = engine._state
     engine.set_policies(load_policies(POLICIES.replace("3/minute", "9/minute")))
-    assert engine._state is not old_state and not engine._state.routes  # one tuple replaced, cache empty
+    assert engine.router(VIEW_ACCESS).cached == 0  # a new cache
     verdict = engine.decide(request)
     assert verdict is not None and verdict.decision.limit == 9
     engine.set_policies(load_policies(POLICIES.replace("{match: /health, exempt: true}",
@@ -103,24 +101,6 @@ def test_async_and_sync_decisions_agree() -> None:
         b = asyncio.run(async_engine.adecide(request, raw=True))
         assert a is not None and b is not None
         assert (a.decision, a.headers, a.reject) == (b.decision, b.headers, b.reject), i
-
-
-def test_admit_and_aadmit_agree_with_decide() -> None:
-    """The adapters' shortcuts: a header list for a plain allowed request, a Verdict
-    for the rest (here: the denials), the same headers and decisions as decide()."""
-    reference, sync_engine, async_engine = _engine(), _engine(), _engine()
-    for i in range(6):
-        request = FakeRequest("GET", "/items/1", {"X-API-Key": "k"})
-        full = reference.decide(request, raw=True)
-        a = sync_engine.admit(request, raw=True)
-        b = asyncio.run(async_engine.aadmit(request, raw=True))
-        assert full is not None
-        for got in (a, b):
-            if full.reject:
-                assert isinstance(got, Verdict) and got.reject and got.headers == full.headers, i
-            else:
-                assert got == full.headers, i
-    assert full is not None and full.reject  # the loop did reach the limit
 
 
 RULES = [parse_rate("100/minute; name=burst"), parse_rate("10/second; burst=40")]
@@ -139,55 +119,6 @@ def test_raw_headers_are_the_text_headers_encoded(styles: tuple[str, ...], reset
         raw = renderer.render_raw(decision, 1_700_000_000.25)
         assert raw == [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in text]
         assert {k for k, _ in raw} <= renderer.raw_names
-
-
-@pytest.mark.parametrize("raw", [False, True])
-def test_single_rule_renderer_matches_the_general_one(raw: bool) -> None:
-    """The one-frame renderer of a single-rule route (the usual families) gives exactly
-    what the general renderer gives, for its own allowed decisions and everything else."""
-    rule = parse_rate("10/second; burst=40")
-    renderer = HeaderRenderer([rule], ("x-ratelimit", "ietf"))
-    fast = renderer.renderer(raw=raw)
-    general = functools.partial(renderer._render, renderer._raw if raw else renderer._text)
-    assert not isinstance(fast, functools.partial)  # the closure, not the general path
-    other = parse_rate("5/second; name=other")
-    cases = 0
-    for decided_by, limit, allowed, remaining, reset_after in itertools.product(
-        [rule, other, None], [40, 3], [True, False], [0, 7, 39, 12345, 7.0], [0.0, 1e-12, 1e-9, 0.4, 1.0, 59.99]
-    ):
-        decision = Decision(allowed, limit, remaining, reset_after, 2.5, decided_by)
-        assert fast(decision, 0.0) == general(decision, 0.0), decision
-        cases += 1
-    assert cases == 360
-
-
-@pytest.mark.parametrize("styles", [("x-ratelimit", "ietf"), ("ietf",), ("x-ratelimit",), ("draft03",),
-                                    ("draft03", "ietf"), ("x-ratelimit", "draft03"), ("x-ratelimit", "ietf", "draft03"),
-                                    ("none",)])
-@pytest.mark.parametrize("raw", [False, True])
-def test_allowed_renderers_match_the_general_one(styles: tuple[str, ...], raw: bool) -> None:
-    """What the fast lanes render for an allowed request reported by each rule is what
-    the general renderer gives that Decision, for every choice of families."""
-    renderer = HeaderRenderer(RULES, styles, names={"limit": "X-Quota-Limit", "draft_reset": "Quota-Reset"})
-    renders = renderer.allowed_renderers(raw)
-    assert renders is not None and len(renders) == len(RULES)
-    general = functools.partial(renderer._render, renderer._raw if raw else renderer._text)
-    cases = 0
-    for (rule, render), remaining, reset_after in itertools.product(
-        zip(RULES, renders), [0, 7, 39, 12345], [0.0, 1e-12, 1e-9, 0.4, 1.0, 1.0 + 1e-10, 59.99]
-    ):
-        decision = Decision(True, rule.capacity, remaining, reset_after, 0.0, rule)
-        assert render(remaining, reset_after) == general(decision, 0.0), decision
-        cases += 1
-    assert cases == 56
-
-
-def test_no_allowed_renderers_where_headers_need_the_wall_clock() -> None:
-    assert HeaderRenderer(RULES, ("x-ratelimit", "ietf"), reset="epoch").allowed_renderers(True) is None
-    assert HeaderRenderer(RULES, ("x-ratelimit",), reset="epoch").allowed_renderers(False) is None
-    # no X-RateLimit-Reset, no wall clock:
-    assert HeaderRenderer(RULES, ("ietf", "draft03"), reset="epoch").allowed_renderers(True) is not None
-    assert HeaderRenderer([], ("ietf",)).allowed_renderers(True) is None
 
 
 def _app(headers: list[tuple[Any, Any]]) -> Any:
@@ -254,7 +185,6 @@ def test_rejection_parts_are_remembered_per_distinct_values(monkeypatch: pytest.
         assert raw.body == text.body
         assert raw.headers == [(k.lower().encode(), v.encode()) for k, v in text.headers]
         bodies.append(text.body)
-        assert len(engine._state.rejections) <= 2
     assert bodies[1] == bodies[2] and len({bodies[0], bodies[1], bodies[3]}) == 3  # 60, 50, 50, 30 s
     engine.set_policies(load_policies(POLICIES + "response: {status: 503, body: 'wait $retry_after'}\n"))
     verdict = engine.decide(request)

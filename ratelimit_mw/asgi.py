@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ratelimit_mw import log
-from ratelimit_mw.engine import Engine, build_engine
+from ratelimit_mw.engine import MISS, NO_METHODS, Engine, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import SCOPE, route_path
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,7 +82,10 @@ class RateLimitMiddleware:
             await self._metrics_app(scope, receive, send)
             return
         engine = self.engine
-        plan = self._router.plan(scope.get("method", "GET"), path)
+        method = scope.get("method", "GET")
+        plan = self._router.routes.get(path, NO_METHODS).get(method, MISS)
+        if plan is MISS:
+            plan = self._router.plan(method, path)
         if plan is None:
             await self.app(scope, receive, send)
             return

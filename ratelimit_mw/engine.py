@@ -28,7 +28,7 @@ from ratelimit_mw.observe import Observer
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
 
-__all__ = ["Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine"]
+__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine"]
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
@@ -188,8 +188,9 @@ class _RouterState(NamedTuple):
     seen: set[str]
 
 
-_MISS: Any = object()
-_NO_METHODS: dict[str, Any] = {}
+#: What the route cache answers for a (method, path) it does not hold.
+MISS: Any = object()
+NO_METHODS: dict[str, Any] = {}
 
 
 class Router:
@@ -206,6 +207,9 @@ class Router:
         self.access = access
         self.raw = raw
         self._state = _RouterState(None, {}, {}, set())
+        #: The route cache: path -> method -> plan (``None``: pass through). The adapters
+        #: read it first and call :meth:`plan` on a miss; replaced on a policy swap.
+        self.routes: dict[str, dict[str, AnyPlan | None]] = self._state.routes
 
     def rebuild(self, policies: Any, compiled: dict[int, _Compiled], exempt: list[Route]) -> None:
         """Bind every compiled route to this protocol; activate them all at once."""
@@ -216,7 +220,8 @@ class Router:
             plans[id(route)] = Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
         for route in exempt:
             plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
-        self._state = _RouterState(policies, plans, {}, set())
+        self._state = state = _RouterState(policies, plans, {}, set())
+        self.routes = state.routes
 
     @property
     def cached(self) -> int:
@@ -224,10 +229,12 @@ class Router:
         return sum(len(methods) for methods in self._state.routes.values())
 
     def plan(self, method: str, path: str) -> AnyPlan | None:
-        """The plan for (method, path), or ``None``: pass the request through untouched."""
+        """The plan for (method, path), or ``None``: pass the request through untouched.
+
+        ``routes.get(path, {}).get(method, MISS)``, then this on a miss, gives the same."""
         state = self._state
-        plan: AnyPlan | None = state.routes.get(path, _NO_METHODS).get(method, _MISS)
-        if plan is _MISS:
+        plan: AnyPlan | None = state.routes.get(path, NO_METHODS).get(method, MISS)
+        if plan is MISS:
             plan = self._match(state, method, path)
         return plan
 

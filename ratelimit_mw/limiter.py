@@ -150,6 +150,9 @@ class Limiter:
         self._occ: dict[str, tuple[float, int, Decision]] = {}
         #: bound checks by quota (and failure mode), so a repeated quota binds once
         self._bound: dict[Any, BoundCheck] = {}
+        #: the default mode's sync checks by what :meth:`check` was given (a Quota or a
+        #: rate string, scope ""), so a repeated call costs one dict lookup
+        self._checks: dict[Any, Callable[[str, int], Decision]] = {}
         self.breaker = CircuitBreaker(
             threshold=breaker_threshold,
             recovery_time=breaker_recovery,
@@ -220,12 +223,16 @@ class Limiter:
         mode = on_error or self.on_backend_error
         if mode not in FAILURE_MODES:
             raise ConfigError(f"on_backend_error must be one of {', '.join(FAILURE_MODES)}, got {mode!r}")
-        ident = quota if mode == self.on_backend_error else (quota, mode)
-        bound = self._bound.get(ident)
+        default = mode == self.on_backend_error
+        bound = self._bound.get(quota if default else (quota, mode))
         if bound is None:
             if len(self._bound) >= 4096:  # quotas are per route or per distinct argument
                 self._bound.clear()
-            bound = self._bound[ident] = self._local_check(quota) if self._local else self._remote_check(quota, mode)
+                self._checks.clear()
+            bound = self._local_check(quota) if self._local else self._remote_check(quota, mode)
+            self._bound[quota if default else (quota, mode)] = bound
+        if default and not scope and isinstance(limits, (Quota, str)):
+            self._checks[limits] = bound.check
         return bound
 
     def _local_check(self, quota: Quota) -> BoundCheck:
@@ -373,19 +380,21 @@ class Limiter:
             scope: bucket namespace when ``limits`` is not a Quota.
             on_error: failure mode for this check (default: the limiter's).
         """
-        bound = self._bound.get(limits) if on_error is None and type(limits) is Quota else None
-        if bound is None:
-            bound = self.bind(limits, scope, on_error)
-        return bound.check(key, cost)
+        check = None
+        if on_error is None and not scope:
+            try:
+                check = self._checks[limits]  # a Quota or rate string bound before: one lookup
+            except (KeyError, TypeError):  # new, or a list (unhashable)
+                check = None
+        if check is None:
+            check = self.bind(limits, scope, on_error).check
+        return check(key, cost)
 
     async def acheck(
         self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", on_error: str | None = None
     ) -> Decision:
         """Async :meth:`check`; never blocks the event loop on a remote backend."""
-        bound = self._bound.get(limits) if on_error is None and type(limits) is Quota else None
-        if bound is None:
-            bound = self.bind(limits, scope, on_error)
-        return await bound.acheck(key, cost)
+        return await self.bind(limits, scope, on_error).acheck(key, cost)
 
     hit = check
     ahit = acheck

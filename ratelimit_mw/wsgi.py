@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ratelimit_mw import log
-from ratelimit_mw.engine import Engine, build_engine
+from ratelimit_mw.engine import MISS, NO_METHODS, Engine, build_engine
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import ENVIRON, wsgi_path
 
@@ -72,7 +72,10 @@ class WSGIRateLimitMiddleware:
             path = wsgi_path(environ)
         if path == self._metrics_path and self._metrics_app is not None:
             return self._metrics_app(environ, start_response)
-        plan = self._router.plan(environ.get("REQUEST_METHOD", "GET"), path)
+        method = environ.get("REQUEST_METHOD", "GET")
+        plan = self._router.routes.get(path, NO_METHODS).get(method, MISS)
+        if plan is MISS:
+            plan = self._router.plan(method, path)
         if plan is None:
             return self.app(environ, start_response)
         try:

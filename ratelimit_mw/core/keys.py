@@ -493,13 +493,17 @@ VIEW_ACCESS: Access = _ViewAccess()
 class _Part:
     """One part of a key chain, compiled from its spec and not yet bound to a protocol.
 
-    ``bind(access, on_error)`` returns ``source -> key | None | _FAILED``; ``total``
-    parts (``ip``, ``global``) are always present.
+    ``bind(access, on_error, absent, failed)`` returns ``source -> key``, or ``absent``
+    when the part is missing for the request, or ``failed`` when its function raised:
+    a chain binds them to ``None`` and :data:`_FAILED` and reads on; a lone part binds
+    them to the final keys, so the request runs one function. ``total`` parts (``ip``,
+    ``global``) are always present.
     """
 
     __slots__ = ("bind", "text", "total")
 
-    def __init__(self, bind: Callable[[Access, OnKeyError], _PartReader], text: str, total: bool = False) -> None:
+    def __init__(self, bind: Callable[[Access, OnKeyError, Any, Any], _PartReader], text: str,
+                 total: bool = False) -> None:
         self.bind = bind
         self.text = text
         self.total = total
@@ -509,16 +513,16 @@ def _header_part(name: str) -> _Part:
     lname = name.lower()
     prefix = f"header:{lname}:"
 
-    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+    def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
         read = access.header(lname)
 
         def header_key(source: Any) -> str | None:
             value = read(source)
             if value is None:
-                return None
+                return absent  # type: ignore[no-any-return]
             value = value.strip()
             if not value:
-                return None
+                return absent  # type: ignore[no-any-return]
             return prefix + (value if len(value) <= _MAX_VALUE else _cap(value))
 
         return header_key
@@ -530,11 +534,12 @@ def _lookup_part(kind: str, name: str) -> _Part:
     """``query:NAME`` and ``cookie:NAME``."""
     prefix = f"{kind}:{name}:"
 
-    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+    def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
         read = access.query if kind == "query" else access.cookie
 
         def lookup_key(source: Any) -> str | None:
-            return _present(prefix, read(source, name))
+            key = _present(prefix, read(source, name))
+            return absent if key is None else key
 
         return lookup_key
 
@@ -544,7 +549,7 @@ def _lookup_part(kind: str, name: str) -> _Part:
 def _callable_part(func: Callable[[Any], object], label: str, text: str) -> _Part:
     prefix = f"call:{label}:"
 
-    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+    def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
         request_of = access.request
 
         def call_key(source: Any) -> str | None:
@@ -552,8 +557,9 @@ def _callable_part(func: Callable[[Any], object], label: str, text: str) -> _Par
                 value = func(request_of(source))
             except Exception as exc:  # the app's bug: reported once, and the request stays limited
                 on_error(label, exc)
-                return _FAILED  # type: ignore[no-any-return]
-            return _present(prefix, value)
+                return failed  # type: ignore[no-any-return]
+            key = _present(prefix, value)
+            return absent if key is None else key
 
         return call_key
 
@@ -561,7 +567,7 @@ def _callable_part(func: Callable[[Any], object], label: str, text: str) -> _Par
 
 
 def _ip_part(client_ip: ClientIP) -> _Part:
-    def bind(access: Access, on_error: OnKeyError) -> _PartReader:
+    def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
         return client_ip.reader(access, "ip:")
 
     return _Part(bind, "ip", total=True)
@@ -571,7 +577,7 @@ def _global_key(source: Any) -> str:
     return GLOBAL
 
 
-_GLOBAL_PART = _Part(lambda access, on_error: _global_key, "global", total=True)
+_GLOBAL_PART = _Part(lambda access, on_error, absent, failed: _global_key, "global", total=True)
 
 
 def _import_callable(target: str, spec: str) -> tuple[Callable[[Any], object], str]:
@@ -668,19 +674,9 @@ class KeySpec:
         decides, or, when none is present, the shared :data:`UNIDENTIFIED` key. Every
         part absent: :data:`ANONYMOUS`.
         """
-        readers = tuple(part.bind(access, on_error) for part in self.parts)
-        if len(readers) == 1:
-            only = readers[0]
-            if self.parts[0].total:
-                return only  # type: ignore[return-value]
-
-            def single_key(source: Any) -> str:
-                key = only(source)
-                if key is None:
-                    return ANONYMOUS
-                return UNIDENTIFIED if key is _FAILED else key
-
-            return single_key
+        if len(self.parts) == 1:
+            return self.parts[0].bind(access, on_error, ANONYMOUS, UNIDENTIFIED)  # type: ignore[return-value]
+        readers = tuple(part.bind(access, on_error, None, _FAILED) for part in self.parts)
 
         def chain_key(source: Any) -> str:
             failed = False

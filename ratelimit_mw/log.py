@@ -13,6 +13,7 @@ import structlog
 
 __all__ = [
     "BACKEND_ERROR",
+    "BACKEND_PATH",
     "BREAKER_CHANGED",
     "BREAKER_CLOSED",
     "BREAKER_OPENED",
@@ -27,6 +28,8 @@ __all__ = [
 
 RATE_LIMITED = "rate_limited"
 BACKEND_ERROR = "backend_error"
+#: Which path a Redis backend's commands take (fast, or redis-py's public API), once.
+BACKEND_PATH = "backend_path"
 BREAKER_CHANGED = "breaker_state_changed"
 BREAKER_OPENED = "breaker_opened"
 BREAKER_CLOSED = "breaker_closed"

@@ -33,12 +33,13 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from ratelimit_mw import log
 from ratelimit_mw.backends import redis_channel
 from ratelimit_mw.backends.base import AsyncBackend, Backend
 from ratelimit_mw.backends.redis_batch import CheckCoalescer
 from ratelimit_mw.backends.redis_channel import OrderedChannel
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
-from ratelimit_mw.backends.redis_direct import DirectCommands, supports_direct
+from ratelimit_mw.backends.redis_direct import DirectCommands, direct_unsupported
 from ratelimit_mw.backends.redis_lua import (
     Script,
     argv,
@@ -65,6 +66,16 @@ _ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
 #: Per rule tuple: (the tuple, its script, its check head for server time and cost 1,
 #: the head's ARGV part, the reply's decoder that the coalescer applies).
 _Plan = tuple[tuple[Rule, ...], Script, tuple[Any, ...], tuple[Any, ...], Callable[[Any], Decision]]
+
+
+_LOGGED: set[tuple[str, str, str | None]] = set()
+
+
+def _log_path(side: str, path: str, reason: str | None) -> None:
+    """Say once per process which path a side's commands take, and why not the fast one."""
+    if (side, path, reason) not in _LOGGED:
+        _LOGGED.add((side, path, reason))
+        log.logger.info(log.BACKEND_PATH, side=side, path=path, reason=reason)
 
 
 def _sync_only() -> ConfigError:
@@ -106,6 +117,13 @@ class RedisBackend(Backend, AsyncBackend):
             Coalesced checks travel on one connection that the backend keeps from
             the async client's pool while the loop runs (a pool capped at one
             connection would leave none for ``areset``/``apeek``).
+        fast_io: send commands on connections kept from the client's pool (sync) and
+            drive the coalescer's connection as an asyncio protocol (async). Both read
+            redis-py internals, whose shape is checked when first used; where it does
+            not fit (a future redis-py), or with ``False``, commands go through
+            redis-py's public API (the client's ``execute_command``), with the same
+            decisions, only slower. Which path is in use is logged once
+            (``backend_path``).
         **options: redis-py client options for URL specs (``socket_timeout`` and
             ``socket_connect_timeout`` default to 0.05 s; ``max_connections``,
             ``ssl_*``, ``decode_responses``...). Not accepted with a client object.
@@ -117,9 +135,11 @@ class RedisBackend(Backend, AsyncBackend):
     has_clock = True
 
     def __init__(
-        self, spec: Any, *, prefix: str = "rl", min_ttl: float = 0.0, coalesce: bool = True, **options: Any
+        self, spec: Any, *, prefix: str = "rl", min_ttl: float = 0.0, coalesce: bool = True, fast_io: bool = True,
+        **options: Any,
     ) -> None:
         self.prefix = prefix
+        self.fast_io = fast_io
         self._min_ttl_ms = min_ttl_ms(min_ttl)
         self.coalesce = coalesce
         self._coalescer: CheckCoalescer | None = None
@@ -191,11 +211,13 @@ class RedisBackend(Backend, AsyncBackend):
         with self._lock:
             execute = self._execute
             if execute is None:
-                if supports_direct(client):
+                reason = "fast_io=False" if not self.fast_io else direct_unsupported(client)
+                if reason is None:
                     self._direct = DirectCommands(client.connection_pool)
                     execute = self._direct.call
                 else:
                     execute = client.execute_command
+                _log_path("sync", "kept connections" if reason is None else "execute_command", reason)
                 self._execute = execute
             return execute
 
@@ -358,11 +380,14 @@ class RedisBackend(Backend, AsyncBackend):
             raise _sync_only()
         else:
             cluster = isinstance(self._aclient, redis.asyncio.cluster.RedisCluster)
-        if cluster or not redis_channel.available():
+        reason = "cluster" if cluster else "fast_io=False" if not self.fast_io else redis_channel.unsupported()
+        _log_path("async", "protocol channel" if reason is None else "execute_command", reason)
+        if reason is not None:
             # A script's keys must share a slot: batches split by slot, each group
             # through the cluster client (any of its connections). One batch at a
             # time: two could overtake each other on different connections. (The
-            # same without hiredis, which the one-connection channel parses with.)
+            # same where the channel cannot run: no hiredis, or a redis-py whose
+            # internals it cannot read.)
             coalescer = CheckCoalescer(self._arun, cluster=cluster, in_flight=1)
             self._channel = None
         else:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,19 +53,58 @@ except ImportError:  # pragma: no cover - the backend then coalesces through red
     hiredis = None  # type: ignore[assignment]
     _hiredis_pack = None
 
+_parse_error: Callable[[str], Exception] | None
 try:  # the mapping redis-py's own parsers use (NOSCRIPT -> NoScriptError, ...)
     from redis._parsers import BaseParser
 
-    _parse_error: Callable[[str], Exception] = BaseParser.parse_error
-except ImportError:  # pragma: no cover - a redis-py without it: plain ResponseError
-    from redis.exceptions import ResponseError as _parse_error
+    _parse_error = BaseParser.parse_error
+except (ImportError, AttributeError):  # a redis-py without it: the channel is not used
+    _parse_error = None
 
-__all__ = ["OrderedChannel", "available"]
+__all__ = ["OrderedChannel", "available", "unsupported"]
+
+
+def unsupported(connection_class: Any = None) -> str | None:
+    """Why the channel cannot run with the installed redis-py, or ``None`` when it can.
+
+    It reads redis-py internals: an asyncio connection's ``_reader`` (a
+    ``StreamReader``, whose buffer must be empty when we take over) and ``_writer``
+    (whose transport we drive), and the error mapping of ``redis._parsers``. They are
+    checked on an unconnected connection object, once; where they are missing, the
+    backend falls back to the client's public ``execute_command``.
+    """
+    if hiredis is None:
+        return "hiredis is not installed"
+    if _parse_error is None:
+        return "redis-py without redis._parsers.BaseParser.parse_error"
+    if connection_class is None:
+        return _installed_reason()
+    try:
+        probe = connection_class()
+    except Exception as exc:
+        return f"cannot make a redis-py connection object to check: {type(exc).__name__}"
+    for name in ("_reader", "_writer", "encoder", "socket_timeout"):
+        if not hasattr(probe, name):
+            return f"redis-py asyncio connections without {name}"
+    loop = asyncio.new_event_loop()  # a reader needs one; not the running loop's business
+    try:
+        if not hasattr(asyncio.StreamReader(loop=loop), "_buffer"):
+            return "asyncio.StreamReader without _buffer"
+    finally:
+        loop.close()
+    return None
+
+
+@functools.cache
+def _installed_reason() -> str | None:
+    from redis.asyncio.connection import Connection
+
+    return unsupported(Connection)
 
 
 def available() -> bool:
-    """Whether this channel can run here (it parses replies with hiredis)."""
-    return hiredis is not None
+    """Whether this channel can run here (see :func:`unsupported`)."""
+    return unsupported() is None
 
 
 def _packer(conn: Any) -> Callable[[tuple[Any, ...]], bytes]:
@@ -190,7 +230,7 @@ class OrderedChannel:
             if not isinstance(stream, asyncio.StreamReader) or transport is None or getattr(stream, "_buffer", None):
                 raise RedisConnectionError("redis-py connection without a usable stream transport")
             encoder = conn.encoder
-            options: dict[str, Any] = {"protocolError": RedisConnectionError, "replyError": _parse_error}
+            options: dict[str, Any] = {"protocolError": RedisConnectionError, "replyError": _parse_error}  # checked
             if encoder.decode_responses:
                 options["encoding"] = encoder.encoding
                 options["errors"] = encoder.encoding_errors

@@ -36,29 +36,42 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-__all__ = ["DirectCommands", "supports_direct"]
+__all__ = ["DirectCommands", "direct_unsupported", "supports_direct"]
 
 _ALIVE: weakref.WeakSet[DirectCommands] = weakref.WeakSet()
 
 
-def supports_direct(client: Any) -> bool:
-    """Whether ``client`` is a plain ``redis.Redis`` whose commands may go direct.
+def direct_unsupported(client: Any) -> str | None:
+    """Why ``client``'s commands may not go direct, or ``None`` when they may.
 
-    Not for a single-connection client (its one connection is guarded by a lock
-    of its own) or a pool with client-side caching (whose connections answer some
-    reads locally). Cluster clients route per slot and keep their own path.
+    Only a plain ``redis.Redis``: not a single-connection client (its one connection
+    is guarded by a lock of its own) or a pool with client-side caching (whose
+    connections answer some reads locally); Cluster clients route per slot. And only
+    while redis-py's pool and connections have the methods this module drives
+    (those its pipelines use): a release that changed them makes the backend fall
+    back to ``execute_command``, slower but with the same answers.
     """
     import redis
 
-    if not isinstance(client, redis.Redis) or getattr(client, "connection", None) is not None:
-        return False
+    if not isinstance(client, redis.Redis):
+        return "not a plain redis.Redis client"
+    if getattr(client, "connection", None) is not None:
+        return "a single-connection client"
     pool = getattr(client, "connection_pool", None)
-    return (
-        pool is not None
-        and callable(getattr(pool, "get_connection", None))
-        and callable(getattr(pool, "release", None))
-        and getattr(pool, "cache", None) is None
-    )
+    if pool is None or getattr(pool, "cache", None) is not None:
+        return "a pool with client-side caching" if pool is not None else "no connection pool"
+    connection_class = getattr(pool, "connection_class", None)
+    for owner, names in ((pool, ("get_connection", "release")),
+                         (connection_class, ("pack_command", "send_packed_command", "read_response", "disconnect"))):
+        for name in names:
+            if not callable(getattr(owner, name, None)):
+                return f"redis-py without {type(owner).__name__ if owner is pool else 'Connection'}.{name}"
+    return None
+
+
+def supports_direct(client: Any) -> bool:
+    """Whether ``client``'s commands may go direct (see :func:`direct_unsupported`)."""
+    return direct_unsupported(client) is None
 
 
 class DirectCommands:

@@ -155,26 +155,38 @@ def test_asgi_and_wsgi_decide_alike(seed: int, policies: str) -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("seed", [3])
-def test_memory_and_redis_decide_alike(seed: int, redis_url: str) -> None:
+@pytest.mark.parametrize("fast_io", [True, False], ids=["fast-io", "public-api"])
+@pytest.mark.parametrize("protocol", ["asgi", "wsgi"])
+def test_memory_and_redis_decide_alike(protocol: str, fast_io: bool, redis_url: str) -> None:
     """Every request, allowed or denied (the over-limit cache included), gets the same
-    status and headers from a real Redis as from memory."""
+    status and headers from a real Redis as from memory: sync (WSGI) and async (ASGI),
+    on the fast paths and on redis-py's public API alone."""
     memory_clock, redis_clock = FakeClock(START), FakeClock(START)
-    memory = RateLimitMiddleware(ok_app, policies=POLICIES, limiter=_limiter("memory://", memory_clock))
-    redis = RateLimitMiddleware(ok_app, policies=POLICIES, limiter=_limiter(
-        redis_url, redis_clock, min_ttl=3600, socket_timeout=5.0, socket_connect_timeout=5.0))
+    redis_limiter = _limiter(redis_url, redis_clock, min_ttl=3600, socket_timeout=5.0, socket_connect_timeout=5.0,
+                             fast_io=fast_io)
+    if protocol == "wsgi":
+        memory: Any = WSGIRateLimitMiddleware(wsgi_ok, policies=POLICIES, limiter=_limiter("memory://", memory_clock))
+        redis: Any = WSGIRateLimitMiddleware(wsgi_ok, policies=POLICIES, limiter=redis_limiter)
+    else:
+        memory = RateLimitMiddleware(ok_app, policies=POLICIES, limiter=_limiter("memory://", memory_clock))
+        redis = RateLimitMiddleware(ok_app, policies=POLICIES, limiter=redis_limiter)
     statuses: set[int] = set()
 
     async def run() -> None:
         try:
-            for step, scope in traffic(seed, 1500):
+            for step, scope in traffic(4, 1200):
                 memory_clock.advance(step)
                 redis_clock.advance(step)
-                got = await asgi_call(memory, scope)
-                assert got == await asgi_call(redis, scope), scope
+                if protocol == "wsgi":
+                    got = wsgi_call(memory, environ_of(scope))
+                    assert got == wsgi_call(redis, environ_of(scope)), scope
+                else:
+                    got = await asgi_call(memory, scope)
+                    assert got == await asgi_call(redis, scope), scope
                 statuses.add(got[0])
         finally:
-            await redis.limiter.aclose()
+            await redis_limiter.aclose()
+            redis_limiter.close()
 
     asyncio.run(run())
     assert statuses == {200, 429}

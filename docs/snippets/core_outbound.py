@@ -2,7 +2,7 @@ from ratelimit_mw import Limiter
 from ratelimit_mw.testing import FakeClock
 
 clock = FakeClock()   # a real app passes nothing and really waits
-limiter = Limiter("memory://", clock=clock, sleep=clock.sleep)
+limiter = Limiter("memory://", clock=clock)   # acquire() then waits on the fake clock
 
 # Stay under a third-party quota: acquire() waits until the call is allowed.
 for _ in range(12):

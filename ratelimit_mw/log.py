@@ -9,8 +9,9 @@ Where an event goes:
 - the application configured structlog (``structlog.is_configured()``): through
   structlog, as any other event of the app, with the event name and fields;
 - otherwise: to the standard :mod:`logging` module, logger ``ratelimit_mw``, so it
-  lands in the application's own handlers (and is silent, like any library's
-  logger, until the application configures logging). The message reads
+  lands in the application's own handlers (until it configures logging, Python's
+  last-resort handler prints warnings and errors to stderr, as for any library's
+  logger). The message reads
   ``event key=value ...``; the record also carries ``record.event`` (the event
   name) and ``record.fields`` (a dict of the fields) for structured handlers.
 

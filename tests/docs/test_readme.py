@@ -30,3 +30,10 @@ def test_every_relative_link_of_the_readme_exists() -> None:
     assert len(relative) >= 20
     missing = [link for link in relative if not (ROOT / link).exists()]
     assert not missing, missing
+
+
+def test_readme_python_examples_compile() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        compile(block, "README.md", "exec")

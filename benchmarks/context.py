@@ -30,7 +30,7 @@ def missing_peer(name: str) -> str | None:
     try:
         importlib.import_module(PEERS[name])
     except ImportError as exc:
-        return f"{name} not installed ({exc}); pip install -e '.[bench]'"
+        return f"{name} not installed ({exc}); pip install -e '.[all]' --group bench"
     return None
 
 

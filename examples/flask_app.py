@@ -1,6 +1,6 @@
 """Demo: a Flask app limited by policies.example.yaml through the WSGI middleware.
 
-Run: ``.venv/bin/flask --app examples.flask_app run`` (after ``pip install -e '.[test]'``).
+Run: ``.venv/bin/flask --app examples.flask_app run`` (after ``pip install -e '.[all]' --group test``).
 """
 
 from __future__ import annotations

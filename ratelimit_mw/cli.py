@@ -46,7 +46,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ratelimit_mw import __version__
+
     parser = _Parser(prog="ratelimit-mw", description="Inspect ratelimit_mw policies and usage.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="validate a policy file and print its route table")

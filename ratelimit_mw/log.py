@@ -1,13 +1,29 @@
 """Structured log events (structlog), named in one place.
 
-The library never configures structlog: it logs through a lazy module-level
-logger, and the application decides rendering (JSON or console) and levels.
+The library never configures structlog or logging: it logs through a lazy
+module-level logger, and the application decides rendering (JSON or console),
+handlers and levels.
+
+Where an event goes:
+
+- the application configured structlog (``structlog.is_configured()``): through
+  structlog, as any other event of the app, with the event name and fields;
+- otherwise: to the standard :mod:`logging` module, logger ``ratelimit_mw``, so it
+  lands in the application's own handlers (until it configures logging, Python's
+  last-resort handler prints warnings and errors to stderr, as for any library's
+  logger). The message reads
+  ``event key=value ...``; the record also carries ``record.event`` (the event
+  name) and ``record.fields`` (a dict of the fields) for structured handlers.
+
 Client keys appear only as their keyed hash. Denials are aggregated per
-(route, key hash) over ``RATE_LIMITED_WINDOW`` seconds so a flood of 429s costs a
+(route, key hash) over a window (``DenialLog``) so a flood of 429s costs a
 bounded number of lines; counters (metrics) stay exact.
 """
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 import structlog
 
@@ -22,7 +38,9 @@ __all__ = [
     "KEY_ERROR",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
+    "LOGGER_NAME",
     "RATE_LIMITED",
+    "EventLogger",
     "logger",
 ]
 
@@ -39,7 +57,61 @@ KEY_ERROR = "key_error"
 POLICIES_RELOADED = "policies_reloaded"
 POLICIES_RELOAD_FAILED = "policies_reload_failed"
 
-logger = structlog.get_logger("ratelimit_mw")
+#: Name of the logger, for structlog and for the standard ``logging`` module alike.
+LOGGER_NAME = "ratelimit_mw"
+
+
+def _render(value: object) -> str:
+    text = str(value)
+    if not text or any(ch in text for ch in ' "=\\') or any(ch < " " for ch in text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class EventLogger:
+    """structlog when the application configured it, else the standard ``logging`` module.
+
+    The choice is made per event (``structlog.is_configured()`` is one attribute
+    read), so an application that configures structlog after importing this
+    package still gets every event through structlog.
+
+    Args:
+        name: the logger name on both sides.
+    """
+
+    def __init__(self, name: str = LOGGER_NAME) -> None:
+        self.name = name
+        self._structlog: Any = structlog.get_logger(name)
+        self._stdlib = logging.getLogger(name)
+
+    def _emit(self, level: int, method: str, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
+        if structlog.is_configured():
+            getattr(self._structlog, method)(event, **fields)
+            return
+        std = self._stdlib
+        if not std.isEnabledFor(level):
+            return
+        message = " ".join([event, *(f"{key}={_render(value)}" for key, value in fields.items())])
+        std.log(level, "%s", message, exc_info=exc_info, extra={"event": event, "fields": fields}, stacklevel=3)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit(logging.DEBUG, "debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit(logging.INFO, "info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit(logging.WARNING, "warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit(logging.ERROR, "error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """An error with the exception being handled (its traceback)."""
+        self._emit(logging.ERROR, "exception", event, fields, exc_info=True)
+
+
+logger = EventLogger()
 
 
 class DenialLog:

@@ -14,7 +14,7 @@ class Decision(NamedTuple):
 
     A NamedTuple rather than a frozen dataclass: it is built once per request, and
     profiling showed the frozen dataclass constructor costing ~2.6 us against
-    ~0.3 us for ``tuple.__new__`` (see README, Design). It is just as immutable.
+    ~0.3 us for ``tuple.__new__`` (see docs/design.md). It is just as immutable.
 
     The values describe the *most restrictive* limit: the one with the fewest
     requests remaining (ties go to the later reset); when the request is denied,

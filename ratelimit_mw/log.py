@@ -18,6 +18,7 @@ __all__ = [
     "BREAKER_OPENED",
     "DenialLog",
     "INTERNAL_ERROR",
+    "OUTBOUND_PAUSED",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
     "RATE_LIMITED",
@@ -32,6 +33,8 @@ BREAKER_CLOSED = "breaker_closed"
 INTERNAL_ERROR = "internal_error"
 POLICIES_RELOADED = "policies_reloaded"
 POLICIES_RELOAD_FAILED = "policies_reload_failed"
+#: A remote API asked an outbound rule to pause (Retry-After, RateLimit, X-RateLimit-*).
+OUTBOUND_PAUSED = "outbound_paused"
 
 logger = structlog.get_logger("ratelimit_mw")
 

@@ -65,9 +65,6 @@ _MIN_WAIT = 0.001
 _EPS = 1e-6
 _UNSET: Any = object()
 
-#: Log event of a remote pause (one line per signal received).
-OUTBOUND_PAUSED = "outbound_paused"
-
 
 class OutboundObserver(Protocol):
     """What :class:`OutboundLimiter` reports; :class:`~ratelimit_mw.metrics.RateLimitMetrics` implements it."""
@@ -528,7 +525,7 @@ class OutboundLimiter:
         seconds = min(max(seconds, 0.0), self.max_pause)
         with gate.lock:
             gate.paused_until = max(gate.paused_until, self._clock() + seconds)
-        log.logger.warning(OUTBOUND_PAUSED, direction="outbound", rule=rule.name, host=rule.host or "",
+        log.logger.warning(log.OUTBOUND_PAUSED, direction="outbound", rule=rule.name, host=rule.host or "",
                            seconds=round(seconds, 3), signal=signal, status=status)
         if self.observer is not None:
             self.observer.outbound_pause(rule.name, signal)

@@ -159,6 +159,7 @@ def _parse_rule(
         except ValueError as exc:
             fail((), str(exc))
     options: Mapping[str, Any] = {}
+    rate_fields: dict[str, Any] = {}
     limit_items: list[tuple[Any, FieldPath]]
     if isinstance(value, (str, Rule)):
         limit_items = [(value, ())]
@@ -185,7 +186,7 @@ def _parse_rule(
             else:
                 fail(("limits",), f"limits must be a rate or a non-empty list of rates, got {raw!r}")
         elif rate_fields:
-            limit_items = [(rate_fields, ("limit",) if "limit" in rate_fields else ())]
+            limit_items = [(rate_fields, ())]
         else:
             fail((), "an outbound rule needs a limit: a rate ('3000/minute'), 'limits', or 'limit' and 'window'")
     else:
@@ -204,6 +205,8 @@ def _parse_rule(
         except ConfigError as exc:
             if isinstance(exc, PolicyError):
                 raise
+            if item is rate_fields:  # the seeds' form: point at the field (window...) at fault
+                where = _rate_field_at_fault(options, str(exc))
             fail(where, str(exc))
         if any(r.signature == rule.signature for r in rules):
             fail(where, f"duplicate limit {str(rule)!r}")
@@ -265,6 +268,16 @@ def _parse_rule(
         name=key.strip(), rules=tuple(rules), host=host, scheme=scheme, port=port, path=pattern,
         methods=methods, on_backend_error=mode, cost=cost, line=line,
     )
+
+
+def _rate_field_at_fault(options: Mapping[str, Any], message: str) -> FieldPath:
+    """The rate field a rate-mapping error is about (``window`` for "invalid period"), for its line."""
+    fields = [k for k in options if k in _MAPPING_ALIASES]
+    for key in fields:
+        canon = _MAPPING_ALIASES[key]
+        if canon in message or key in message:
+            return (key,)
+    return (fields[0],) if fields else ()
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:

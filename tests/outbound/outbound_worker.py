@@ -2,8 +2,9 @@
 a RateLimitTransport whose rule lives in Redis.
 
 Usage: python -m tests.outbound.outbound_worker REDIS_URL BASE_URL PATH RULE THREADS SECONDS START_AT
-(START_AT: wall-clock time to begin, so both processes start together). Prints the
-status codes it got as JSON.
+(START_AT: wall-clock time to begin, so both processes start together). The rule
+applies to BASE_URL's host under PATH's first segment; the connections are opened
+first on ``/warm`` (no rule). Prints the status codes it got as JSON.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from ratelimit_mw.httpx import RateLimitTransport
 
 def main() -> None:
     redis_url, base, path, rule, threads, seconds, start_at = sys.argv[1:8]
-    host = base.split("://", 1)[1]
-    transport = RateLimitTransport({host: rule}, backend=redis_url, max_wait=10.0)
+    target = base.split("://", 1)[1] + "/" + path.strip("/").split("/")[0] + "/**"
+    transport = RateLimitTransport({target: rule}, backend=redis_url, max_wait=10.0)
     statuses: list[int] = []
     lock = threading.Lock()
     time.sleep(max(0.0, float(start_at) - time.time()))

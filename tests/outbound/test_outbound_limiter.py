@@ -316,11 +316,11 @@ def test_a_newcomer_does_not_overtake_waiters() -> None:
     gate_rule = outbound.rule("api.example.com")
     outbound.acquire(gate_rule)
     outbound.acquire(gate_rule)
-    waiter = outbound._gates["api.example.com"].join()  # someone is waiting  # noqa: SLF001
+    waiter = outbound._gates["api.example.com"].join()  # someone is waiting
     try:
         clock.advance(10)  # quota is back, but the waiter has not run yet
         decision = outbound.try_acquire(gate_rule)
         assert not decision.allowed and decision.retry_after > 0
     finally:
-        outbound._gates["api.example.com"].leave(waiter)  # noqa: SLF001
+        outbound._gates["api.example.com"].leave(waiter)
     assert outbound.try_acquire(gate_rule).allowed

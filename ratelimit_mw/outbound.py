@@ -198,6 +198,8 @@ class OutboundLimiter:
             raise ConfigError(f"on_limit must be 'wait' or 'raise', got {on_limit!r}")
         if not max_wait >= 0:
             raise ConfigError(f"max_wait must be >= 0 seconds, got {max_wait!r}")
+        if limiter is not None and (limiter_options or backend != "memory://"):
+            raise TypeError("give either limiter= or backend= and limiter options, not both")
         self.limiter = limiter if limiter is not None else Limiter(backend, clock=clock, **limiter_options)
         self.max_wait = float(max_wait)
         self.on_limit = on_limit
@@ -302,7 +304,8 @@ class OutboundLimiter:
         units = found.cost if cost is None else cost
         quota, gate = self._quotas[name], self._gates[name]
         started = self._clock()
-        decision = self._queued(found, gate) if gate.queue else self._try(found, quota, gate, units, started)
+        queued = bool(gate.queue)
+        decision = self._queued(found, gate) if queued else self._try(found, quota, gate, units, started)
         if decision.allowed:
             return self._admitted(found, decision, started)
         budget = self.max_wait if max_wait is None else max_wait
@@ -311,7 +314,8 @@ class OutboundLimiter:
         deadline = started + budget
         waiter = gate.join()
         try:
-            wait = decision.retry_after if waiter.ready else 0.0
+            # the head at once sleeps out the denial it just got (a queue estimate is no denial)
+            wait = decision.retry_after if waiter.ready and not queued else 0.0
             if not waiter.ready and not gate.wait_turn(waiter, deadline - self._clock()):
                 raise self._refused(found, decision, started)
             while True:
@@ -336,7 +340,8 @@ class OutboundLimiter:
         units = found.cost if cost is None else cost
         quota, gate = self._quotas[name], self._gates[name]
         started = self._clock()
-        if gate.queue:
+        queued = bool(gate.queue)
+        if queued:
             decision = self._queued(found, gate)
         else:
             decision = await self._atry(found, quota, gate, units, started)
@@ -348,7 +353,8 @@ class OutboundLimiter:
         deadline = started + budget
         waiter = gate.join()
         try:
-            wait = decision.retry_after if waiter.ready else 0.0
+            # the head at once sleeps out the denial it just got (a queue estimate is no denial)
+            wait = decision.retry_after if waiter.ready and not queued else 0.0
             if not waiter.ready and not await gate.await_turn(waiter, deadline - self._clock()):
                 raise self._refused(found, decision, started)
             while True:
@@ -519,6 +525,11 @@ class OutboundLimiter:
         """Seconds left in ``rule``'s pause (0 when it is not paused)."""
         found = self._resolve(rule)
         return self._paused_for(found, self._gates[found.name], self._clock())
+
+    async def apaused_for(self, rule: OutboundRule | str) -> float:
+        """Async :meth:`paused_for`."""
+        found = self._resolve(rule)
+        return await self._apaused_for(found, self._gates[found.name], self._clock())
 
     def _pause_here(self, rule: OutboundRule, seconds: float, signal: str, status: int) -> None:
         gate = self._gates[rule.name]

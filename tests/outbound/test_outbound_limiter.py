@@ -324,3 +324,15 @@ def test_a_newcomer_does_not_overtake_waiters() -> None:
     finally:
         outbound._gates["api.example.com"].leave(waiter)
     assert outbound.try_acquire(gate_rule).allowed
+
+
+def test_sync_and_async_twins_match() -> None:
+    def public(cls: type) -> set[str]:
+        return {n for n in vars(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+    names = public(OutboundLimiter)
+    sync = {n for n in names if f"a{n}" in names}
+    assert sync == {"acquire", "try_acquire", "usage", "pause", "paused_for", "observe_response"}
+    assert names - sync - {f"a{n}" for n in sync} == {"add", "rule", "match", "limit"}
+    assert {"handle_request", "close"} <= public(RateLimitTransport)
+    assert {"handle_async_request", "aclose"} <= public(AsyncRateLimitTransport)

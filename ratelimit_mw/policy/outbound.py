@@ -85,7 +85,8 @@ class OutboundRule:
         if self.host is None:
             return ""
         text = f"{self.scheme}://" if self.scheme else ""
-        text += self.host + (f":{self.port}" if self.port is not None else "")
+        text += f"[{self.host}]" if ":" in self.host else self.host
+        text += f":{self.port}" if self.port is not None else ""
         return text if self.path is _ANY_PATH else text + self.path.text
 
 
@@ -125,10 +126,11 @@ def _parse_target(text: str) -> tuple[str | None, str, int | None, str | None]:
 
 
 def _host(text: str) -> str:
+    """Lower-case, without a trailing dot; an IPv6 address without brackets, as httpx gives it."""
     host = text.strip().lower().rstrip(".")
     if not host or not _HOST.match(host):
         raise ValueError(f"invalid host {text!r}; expected e.g. 'api.example.com', '*.example.com' or '*'")
-    return host
+    return host[1:-1] if host.startswith("[") else host
 
 
 def _port(value: Any) -> int:

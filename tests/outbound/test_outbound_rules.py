@@ -18,6 +18,7 @@ RULES = {
     "*.cdn.example.com": "1000/second",
     "github": {"limits": "5000/hour", "host": "api.github.com", "port": 443, "scheme": "https"},
     "openai": {"limit": 3000, "window": 60},  # name only: for the decorator
+    "http://[::1]:8080": "10/second",
 }
 
 MATCHES = [
@@ -37,6 +38,7 @@ MATCHES = [
     pytest.param("GET", "https", "api.github.com", None, "/user", "github", id="default-port-443-named"),
     pytest.param("GET", "http", "api.github.com", None, "/user", None, id="default-port-80-differs"),
     pytest.param("GET", "https", "example.org", None, "/", None, id="no-rule"),
+    pytest.param("GET", "http", "::1", 8080, "/x", "http://[::1]:8080", id="ipv6-as-httpx-gives-it"),
 ]
 
 
@@ -55,6 +57,7 @@ def test_rule_forms_build_the_same_limits() -> None:
     assert (pay.scheme, pay.host, pay.port, pay.path.text) == ("https", "pay.example.com", 8443, "/charges/{id}")
     assert [str(r) for r in pay.rules] == ["5/second", "100/hour"]
     assert pay.target == "https://pay.example.com:8443/charges/{id}"
+    assert rules["http://[::1]:8080"].target == "http://[::1]:8080"
 
 
 @pytest.mark.parametrize(

@@ -51,12 +51,20 @@ def remote_pause(
 
     Args:
         status: the response's status code.
-        headers: its headers, looked up by lower-case name (``httpx.Headers`` is
-            case-insensitive; a plain dict needs lower-case keys).
+        headers: its headers (``httpx.Headers`` or a plain mapping; names in any case).
         now: wall-clock seconds since the epoch, for dates and epoch resets.
         max_pause: the longest pause honoured, in seconds.
     """
-    found = _read(status, headers, now)
+    # One pass over the names: most responses carry no rate-limit header at all, and a
+    # case-insensitive lookup per candidate name (httpx.Headers.get) costs more.
+    relevant = {
+        low: value
+        for name, value in headers.items()
+        if name[:1] in "rRxX" and ((low := name.lower()) == "retry-after" or "ratelimit" in low)
+    }
+    if not relevant:
+        return None
+    found = _read(status, relevant, now)
     if found is None or not found[0] > 0:
         return None
     return RemotePause(min(found[0], max_pause), found[1])

@@ -354,7 +354,7 @@ class OutboundIndex:
         ConfigError: two rules share a name.
     """
 
-    __slots__ = ("_by_name", "_groups", "_wildcards", "rules")
+    __slots__ = ("_by_name", "_candidates", "_groups", "_wildcards", "rules")
 
     def __init__(self, rules: Sequence[OutboundRule]) -> None:
         self.rules = tuple(rules)
@@ -372,6 +372,9 @@ class OutboundIndex:
             for group, indices in grouped.items()
         }
         self._wildcards = sorted({g[0][2:] for g in grouped if g[0].startswith("*.")}, key=len, reverse=True)
+        #: (scheme, host, port) -> the groups that may hold its rule; a client talks to a
+        #: few hosts, so this stays small (and is cleared if it ever grows past 4096)
+        self._candidates: dict[tuple[str, str, int | None], tuple[tuple[list[int], Matcher], ...]] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -390,24 +393,32 @@ class OutboundIndex:
             port: the port, or ``None`` for the scheme's default.
             path: the URL path, without the query string.
         """
-        groups = self._groups
-        if not groups:
-            return None
+        candidates = self._candidates.get((scheme, host, port))
+        if candidates is None:
+            candidates = self._candidates_for(scheme, host, port)
+        best: int | None = None
+        for indices, matcher in candidates:
+            hit = matcher.match(method, path or "/")
+            if hit is not None:
+                index = indices[hit[0]]
+                if best is None or index < best:
+                    best = index
+        return None if best is None else self.rules[best]
+
+    def _candidates_for(self, scheme: str, host: str, port: int | None) -> tuple[tuple[list[int], Matcher], ...]:
         effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
         hosts = [host]
         for suffix in self._wildcards:
             if host.endswith("." + suffix):
                 hosts.append("*." + suffix)
         hosts.append("*")
-        best: int | None = None
-        for name in hosts:
-            for group in ((name, effective, scheme), (name, effective, None), (name, None, scheme), (name, None, None)):
-                found = groups.get(group)
-                if found is None:
-                    continue
-                hit = found[1].match(method, path or "/")
-                if hit is not None:
-                    index = found[0][hit[0]]
-                    if best is None or index < best:
-                        best = index
-        return None if best is None else self.rules[best]
+        found = tuple(
+            self._groups[group]
+            for name in hosts
+            for group in ((name, effective, scheme), (name, effective, None), (name, None, scheme), (name, None, None))
+            if group in self._groups
+        )
+        if len(self._candidates) >= 4096:
+            self._candidates.clear()
+        self._candidates[(scheme, host, port)] = found
+        return found

@@ -307,7 +307,7 @@ class OutboundLimiter:
         queued = bool(gate.queue)
         decision = self._queued(found, gate) if queued else self._try(found, quota, gate, units, started)
         if decision.allowed:
-            return self._admitted(found, decision, started)
+            return self._admitted(found, decision, started, waited=False)
         budget = self.max_wait if max_wait is None else max_wait
         if (on_limit or self.on_limit) == "raise" or budget <= 0:
             raise self._refused(found, decision, started)
@@ -325,7 +325,7 @@ class OutboundLimiter:
                     self._sleep(wait)
                 decision = self._try(found, quota, gate, units, self._clock())
                 if decision.allowed:
-                    return self._admitted(found, decision, started)
+                    return self._admitted(found, decision, started, waited=True)
                 wait = max(decision.retry_after, _MIN_WAIT)
         finally:
             gate.leave(waiter)
@@ -346,7 +346,7 @@ class OutboundLimiter:
         else:
             decision = await self._atry(found, quota, gate, units, started)
         if decision.allowed:
-            return await self._aadmitted(found, decision, started)
+            return await self._aadmitted(found, decision, started, waited=False)
         budget = self.max_wait if max_wait is None else max_wait
         if (on_limit or self.on_limit) == "raise" or budget <= 0:
             raise self._refused(found, decision, started)
@@ -364,7 +364,7 @@ class OutboundLimiter:
                     await self._asleep(wait)
                 decision = await self._atry(found, quota, gate, units, self._clock())
                 if decision.allowed:
-                    return await self._aadmitted(found, decision, started)
+                    return await self._aadmitted(found, decision, started, waited=True)
                 wait = max(decision.retry_after, _MIN_WAIT)
         finally:
             gate.leave(waiter)
@@ -600,16 +600,16 @@ class OutboundLimiter:
         wait = max(len(gate.queue), 1) * max(r.interval for r in rule.rules)
         return Decision(False, first.capacity, 0, wait, wait, first)
 
-    def _admitted(self, rule: OutboundRule, decision: Decision, started: float) -> Decision:
+    def _admitted(self, rule: OutboundRule, decision: Decision, started: float, *, waited: bool) -> Decision:
         if decision.delay > 0:  # leaky bucket shaping
             self._sleep(decision.delay)
-        self._report(rule, decision, started, waited=True)
+        self._report(rule, decision, started, waited=waited)
         return decision
 
-    async def _aadmitted(self, rule: OutboundRule, decision: Decision, started: float) -> Decision:
+    async def _aadmitted(self, rule: OutboundRule, decision: Decision, started: float, *, waited: bool) -> Decision:
         if decision.delay > 0:
             await self._asleep(decision.delay)
-        self._report(rule, decision, started, waited=True)
+        self._report(rule, decision, started, waited=waited)
         return decision
 
     def _refused(self, rule: OutboundRule, decision: Decision, started: float) -> RateLimitExceeded:
@@ -622,7 +622,7 @@ class OutboundLimiter:
             return
         seconds = self._clock() - started
         if decision.allowed:
-            outcome = "degraded" if decision.degraded else ("waited" if waited and seconds > _EPS else "allowed")
+            outcome = "degraded" if decision.degraded else ("waited" if waited else "allowed")
         else:
             outcome = "limited"
             self._denials.denied(

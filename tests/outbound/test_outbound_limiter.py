@@ -336,3 +336,16 @@ def test_sync_and_async_twins_match() -> None:
     assert names - sync - {f"a{n}" for n in sync} == {"add", "rule", "match", "limit"}
     assert {"handle_request", "close"} <= public(RateLimitTransport)
     assert {"handle_async_request", "aclose"} <= public(AsyncRateLimitTransport)
+
+
+def test_metrics_tell_waited_calls_from_immediate_ones() -> None:
+    clock = FakeClock()
+    registry = CollectorRegistry()
+    outbound = RateLimitMetrics(registry).attach(_outbound(clock))
+    for _ in range(3):
+        outbound.acquire("api.example.com")
+    labels = {"direction": "outbound", "rule": "api.example.com", "host": "api.example.com"}
+    value = registry.get_sample_value
+    assert value("ratelimit_outbound_decisions_total", {**labels, "outcome": "allowed"}) == 2
+    assert value("ratelimit_outbound_decisions_total", {**labels, "outcome": "waited"}) == 1
+    assert value("ratelimit_outbound_wait_seconds_sum", {"rule": "api.example.com"}) == pytest.approx(0.5)

@@ -278,7 +278,9 @@ class OutboundLimiter:
         return self._index.match(method, scheme, host, port, path)
 
     def _resolve(self, rule: OutboundRule | str) -> OutboundRule:
-        return rule if isinstance(rule, OutboundRule) else self.rule(rule)
+        if isinstance(rule, OutboundRule) and rule.name in self._quotas:
+            return rule
+        return self.rule(rule.name if isinstance(rule, OutboundRule) else rule)
 
     # -- waiting for quota ------------------------------------------------------------
 

@@ -349,3 +349,11 @@ def test_metrics_tell_waited_calls_from_immediate_ones() -> None:
     assert value("ratelimit_outbound_decisions_total", {**labels, "outcome": "allowed"}) == 2
     assert value("ratelimit_outbound_decisions_total", {**labels, "outcome": "waited"}) == 1
     assert value("ratelimit_outbound_wait_seconds_sum", {"rule": "api.example.com"}) == pytest.approx(0.5)
+
+
+def test_a_rule_object_from_elsewhere_must_be_registered() -> None:
+    from ratelimit_mw.policy.outbound import outbound_rules
+
+    (stranger,) = outbound_rules({"elsewhere": "1/second"})
+    with pytest.raises(ConfigError, match="no outbound rule named 'elsewhere'"):
+        OutboundLimiter().acquire(stranger)

@@ -16,6 +16,7 @@ from ratelimit_mw.errors import (
     RateLimitExceeded,
 )
 from ratelimit_mw.limiter import Limiter, Quota
+from ratelimit_mw.outbound import OutboundLimiter
 from ratelimit_mw.policy.loader import PolicySet, load_policies
 from ratelimit_mw.wsgi import WSGIRateLimitMiddleware
 
@@ -27,6 +28,7 @@ __all__ = [
     "Decision",
     "Engine",
     "Limiter",
+    "OutboundLimiter",
     "PolicyError",
     "PolicySet",
     "Quota",

@@ -36,6 +36,7 @@ __all__ = [
     "DenialLog",
     "INTERNAL_ERROR",
     "KEY_ERROR",
+    "OUTBOUND_PAUSED",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
     "LOGGER_NAME",
@@ -56,6 +57,8 @@ INTERNAL_ERROR = "internal_error"
 KEY_ERROR = "key_error"
 POLICIES_RELOADED = "policies_reloaded"
 POLICIES_RELOAD_FAILED = "policies_reload_failed"
+#: A remote API asked an outbound rule to pause (Retry-After, RateLimit, X-RateLimit-*).
+OUTBOUND_PAUSED = "outbound_paused"
 
 #: Name of the logger, for structlog and for the standard ``logging`` module alike.
 LOGGER_NAME = "ratelimit_mw"

@@ -25,7 +25,15 @@ metric                                      type       labels
 ``ratelimit_fallback_active``               gauge      (none): 1 while memory fallback answers
 ``ratelimit_memory_tracked_keys``           gauge      store (primary, fallback)
 ``ratelimit_memory_evictions_total``        counter    store (primary, fallback)
+``ratelimit_outbound_decisions_total``      counter    direction ("outbound"), rule, host, outcome
+``ratelimit_outbound_wait_seconds``         histogram  rule
+``ratelimit_outbound_pauses_total``         counter    rule, signal
 ==========================================  =========  ===============================
+
+The outbound metrics count calls *to* other APIs (:mod:`ratelimit_mw.outbound`):
+``rule`` is the outbound rule's name and ``host`` its host pattern as configured,
+never a request's URL; ``outcome`` is ``allowed`` (no wait), ``waited``,
+``limited`` (raised) or ``degraded`` (decided by ``on_backend_error``).
 
 Multiprocess servers (gunicorn, uvicorn ``--workers``): set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before the server starts. The
@@ -60,6 +68,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "MULTIPROC_ENV",
     "RateLimitMetrics",
+    "WAIT_BUCKETS",
     "exposition_registry",
     "gunicorn_child_exit",
     "metrics_asgi_app",
@@ -95,6 +104,9 @@ LATENCY_BUCKETS = (
     0.25,
     1.0,
 )
+
+#: Buckets for outbound waits, in seconds: from no wait to a minute in the queue.
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -206,6 +218,29 @@ class RateLimitMetrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        self._outbound = Counter(
+            "outbound_decisions",
+            "Outbound calls by rule, host pattern and outcome (allowed, waited, limited, degraded).",
+            ["direction", "rule", "host", "outcome"],
+            namespace=namespace,
+            registry=reg,
+        )
+        self._outbound_wait = Histogram(
+            "outbound_wait_seconds",
+            "Time outbound calls waited for quota (admitted or not).",
+            ["rule"],
+            namespace=namespace,
+            registry=reg,
+            buckets=WAIT_BUCKETS,
+        )
+        self._outbound_pauses = Counter(
+            "outbound_pauses",
+            "Pauses asked for by remote APIs (Retry-After, RateLimit, X-RateLimit-*), by rule and signal.",
+            ["rule", "signal"],
+            namespace=namespace,
+            registry=reg,
+        )
+        self._outbound_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._limiters: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.collector = _MemoryCollector(
@@ -227,12 +262,19 @@ class RateLimitMetrics:
 
         Args:
             target: a middleware (anything with ``.engine``), an
-                :class:`~ratelimit_mw.engine.Engine` (anything with ``.limiter``), or a
-                :class:`~ratelimit_mw.limiter.Limiter`.
+                :class:`~ratelimit_mw.engine.Engine` (anything with ``.limiter``), a
+                :class:`~ratelimit_mw.limiter.Limiter`, an
+                :class:`~ratelimit_mw.outbound.OutboundLimiter` or an httpx transport of
+                :mod:`ratelimit_mw.httpx` (anything with ``.outbound``).
 
         Raises:
             TypeError: ``target`` is none of these.
         """
+        outbound = getattr(target, "outbound", target)
+        if hasattr(outbound, "observe_response"):
+            outbound.observer = self
+            self.attach(outbound.limiter)
+            return target
         engine = getattr(target, "engine", None)
         if engine is None and hasattr(target, "limiter") and hasattr(target, "set_policies"):
             engine = target
@@ -261,6 +303,9 @@ class RateLimitMetrics:
             self._backend_errors,
             self._breaker,
             self._fallback,
+            self._outbound,
+            self._outbound_wait,
+            self._outbound_pauses,
         ]
         out: set[str] = set()
         for family in families:
@@ -302,6 +347,22 @@ class RateLimitMetrics:
     def fallback(self, active: bool) -> None:
         """Set the fallback gauge."""
         self._fallback.set(1.0 if active else 0.0)
+
+    # -- OutboundObserver (ratelimit_mw.outbound) -------------------------------------
+
+    def outbound_decision(self, rule: str, host: str, outcome: str, seconds: float) -> None:
+        """Count one outbound call and record how long it waited for quota."""
+        key = (rule, host, outcome)
+        children = self._outbound_children.get(key)
+        if children is None:
+            children = (self._outbound.labels("outbound", rule, host, outcome), self._outbound_wait.labels(rule))
+            self._outbound_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def outbound_pause(self, rule: str, signal: str) -> None:
+        """Count one pause asked for by a remote API."""
+        self._outbound_pauses.labels(rule, signal).inc()
 
 
 def _sample_names(metric: Metric) -> set[str]:

@@ -429,6 +429,26 @@ class RedisBackend(Backend, AsyncBackend):
                     await _quiet_aclose(c)
         self.close()
 
+    # -- outbound pauses (ratelimit_mw.outbound) ---------------------------------
+
+    def pause(self, key: str, seconds: float) -> float:
+        """Extend the pause stored at ``key`` to at least ``seconds`` from the server's
+        now (``0``: only read it); return the seconds it still has to run.
+
+        Outbound limiters call this when a remote API answers 429 with ``Retry-After``,
+        so every process sharing this Redis holds back; the server's ``TIME`` makes
+        the end of the pause the same for all of them, whatever their clock skew.
+        """
+        from ratelimit_mw.backends.redis_pause import PAUSE_SCRIPT, pause_args, pause_reply
+
+        return pause_reply(self._run(pause_args(key, seconds), PAUSE_SCRIPT))
+
+    async def apause(self, key: str, seconds: float) -> float:
+        """Async :meth:`pause`."""
+        from ratelimit_mw.backends.redis_pause import PAUSE_SCRIPT, pause_args, pause_reply
+
+        return pause_reply(await self._arun(pause_args(key, seconds), PAUSE_SCRIPT))
+
 
 def _reset_commands(pipe: Any, keys: Sequence[str]) -> None:
     """Forget ``keys``' states: window states are keys of their own, time states

@@ -44,6 +44,7 @@ from ratelimit_mw.errors import ConfigError, PolicyError
 from ratelimit_mw.policy.inherit import LimitEntry, PolicySpec, Setting, limit_entries, resolve_policies
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
 from ratelimit_mw.policy.model import KeyFunc, Route
+from ratelimit_mw.policy.outbound import OutboundRule, parse_outbound_section
 from ratelimit_mw.policy.paths import PathPattern, compile_template
 from ratelimit_mw.policy.policyset import UNMATCHED_LABEL, PolicySet
 from ratelimit_mw.policy.schema import (
@@ -225,6 +226,13 @@ class _Builder:
         policies = {name: self._policy_rules(spec) for name, spec in self.specs.items()}
         routes, entries = self._routes(data)
         unmatched = self._unmatched(data)
+        outbound: tuple[OutboundRule, ...] = ()
+        if "outbound" in data:  # limits on calls to other APIs (ratelimit_mw.outbound)
+            mode, mode_path = self.defaults["on_backend_error"]
+            outbound = parse_outbound_section(
+                check, data["outbound"], ("outbound",), algorithm=self.defaults["algorithm"][0],
+                on_backend_error=mode if mode_path is not None else None,
+            )
         return PolicySet(
             routes=tuple(routes),
             unmatched=unmatched,
@@ -242,6 +250,7 @@ class _Builder:
             source=self.src.file,
             version=version,
             raw_document=copy.deepcopy(dict(data)),
+            outbound=outbound,
         )
 
     # -- top-level sections ---------------------------------------------------------

@@ -20,6 +20,7 @@ from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.policy.interpolate import escape
 from ratelimit_mw.policy.matcher import Matcher
 from ratelimit_mw.policy.model import Route, RouteMatch
+from ratelimit_mw.policy.outbound import OutboundRule
 
 __all__ = ["UNMATCHED_LABEL", "PolicySet", "rule_text"]
 
@@ -65,6 +66,7 @@ class PolicySet:
         source: the file path, ``"<string>"``, ``"<mapping>"`` or ``"<env>"``.
         version: the document's ``version``.
         matcher: the compiled route index (built by the loader from ``routes``).
+        outbound: the ``outbound:`` rules, for :class:`~ratelimit_mw.outbound.OutboundLimiter`.
     """
 
     routes: tuple[Route, ...]
@@ -83,6 +85,7 @@ class PolicySet:
     source: str = "<mapping>"
     version: int = 1
     raw_document: Mapping[str, Any] = field(default_factory=_empty, repr=False)
+    outbound: tuple[OutboundRule, ...] = ()
 
     @property
     def document(self) -> dict[str, Any]:

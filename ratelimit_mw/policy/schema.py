@@ -53,6 +53,7 @@ TOP_FIELDS = (
     "policies",
     "routes",
     "unmatched",
+    "outbound",
 )
 DEFAULTS_FIELDS = SETTINGS
 POLICY_FIELDS = (*SETTINGS, "limits", "extra_limits", "extends", "description")

@@ -250,3 +250,43 @@ def test_a_raising_key_function_is_logged_once_and_still_limited(protocol: str) 
     CALLS.clear()
     assert [_request(app, "/raising-chain", user) for user in ("a", "a", "a", "b")] == [200, 200, 429, 200]
     assert len(CALLS) == 4
+
+
+@pytest.mark.parametrize("protocol", ["asgi", "wsgi"])
+def test_a_lower_case_method_counts_against_the_upper_case_route(protocol: str) -> None:
+    """werkzeug and Django route ``get`` as GET, so it must not escape GET's limit."""
+    clock = FakeClock(START)
+    policies = "version: 1\nroutes:\n  - {match: 'GET /x', limits: ['2/minute'], key: ip}\n"
+    if protocol == "wsgi":
+        app: Any = WSGIRateLimitMiddleware(wsgi_ok, policies=policies, limiter=_limiter("memory://", clock))
+    else:
+        app = RateLimitMiddleware(ok_app, policies=policies, limiter=_limiter("memory://", clock))
+    statuses = []
+    for method in ("GET", "get", "Get"):
+        scope = {"type": "http", "method": method, "path": "/x", "root_path": "", "client": ("10.0.0.1", 1),
+                 "headers": [], "query_string": b""}
+        call = wsgi_call(app, environ_of(scope)) if protocol == "wsgi" else asyncio.run(asgi_call(app, scope))
+        statuses.append(call[0])
+    assert statuses == [200, 200, 429]
+
+
+@pytest.mark.redis
+def test_an_over_limit_denial_reports_what_memory_reports(redis_url: str) -> None:
+    """A cost-2 request with one unit left is denied with Remaining 1, from Redis and from
+    the over-limit cache alike; once a cost-1 request takes that unit, Remaining is 0."""
+    clocks = FakeClock(START), FakeClock(START)
+    limiters = (_limiter("memory://", clocks[0]),
+                _limiter(redis_url, clocks[1], min_ttl=3600, socket_timeout=5.0, socket_connect_timeout=5.0))
+    try:
+        answers = []
+        for limiter in limiters:
+            seen = [limiter.check("k", "3/minute", cost=cost) for cost in (1, 1, 2, 2, 2, 1, 2, 2)]
+            answers.append([(d.allowed, d.remaining) for d in seen])
+        assert answers[0] == answers[1] == [(True, 2), (True, 1), (False, 1), (False, 1), (False, 1), (True, 0),
+                                            (False, 0), (False, 0)]
+    finally:
+        limiters[1].close()
+
+
+def test_check_and_hit_are_one_function() -> None:
+    assert Limiter.hit is Limiter.check and Limiter.ahit is Limiter.acheck

@@ -21,6 +21,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ratelimit_mw.core.keys import Access
+
 __all__ = ["ENVIRON", "SCOPE", "ASGIRequest", "WSGIRequest", "cookie_value", "environ_key", "route_path",
            "wsgi_path"]
 
@@ -202,26 +204,13 @@ def _scope_header(name: str) -> Callable[[Any], str | None]:
     return partial(_scope_value, name.encode("latin-1"))  # a partial adds no Python frame
 
 
-class _ScopeAccess:
-    """:class:`~ratelimit_mw.core.keys.Access` over an ASGI scope."""
+def _scope_peer(scope: Mapping[str, Any]) -> Any:
+    client = scope.get("client")
+    return client[0] if client else None
 
-    def peer(self, scope: Mapping[str, Any]) -> Any:
-        client = scope.get("client")
-        return client[0] if client else None
 
-    header = staticmethod(_scope_header)
-
-    def header_values(self, scope: Mapping[str, Any], name: str) -> list[str]:
-        return ASGIRequest(scope, "/").header_values(name)
-
-    def query(self, scope: Mapping[str, Any], name: str) -> str | None:
-        return ASGIRequest(scope, "/").query(name)
-
-    def cookie(self, scope: Mapping[str, Any], name: str) -> str | None:
-        return ASGIRequest(scope, "/").cookie(name)
-
-    def request(self, scope: Mapping[str, Any]) -> Any:
-        return ASGIRequest(scope)
+def _environ_peer(environ: Mapping[str, Any]) -> Any:
+    return environ.get("REMOTE_ADDR")
 
 
 def _environ_value(key: str, environ: Mapping[str, Any]) -> str | None:
@@ -233,29 +222,6 @@ def _environ_header(name: str) -> Callable[[Any], str | None]:
     return partial(_environ_value, environ_key(name))
 
 
-class _EnvironAccess:
-    """:class:`~ratelimit_mw.core.keys.Access` over a WSGI environ."""
-
-    def peer(self, environ: Mapping[str, Any]) -> Any:
-        return environ.get("REMOTE_ADDR")
-
-    header = staticmethod(_environ_header)
-
-    def header_values(self, environ: Mapping[str, Any], name: str) -> list[str]:
-        value = environ.get(environ_key(name))
-        return [value] if isinstance(value, str) else []
-
-    def query(self, environ: Mapping[str, Any], name: str) -> str | None:
-        return _query_value(environ.get("QUERY_STRING") or "", name)
-
-    def cookie(self, environ: Mapping[str, Any], name: str) -> str | None:
-        value = environ.get("HTTP_COOKIE")
-        return cookie_value(value if isinstance(value, str) else None, name)
-
-    def request(self, environ: Mapping[str, Any]) -> Any:
-        return WSGIRequest(environ)
-
-
 #: The accessors the adapters bind keys to.
-SCOPE = _ScopeAccess()
-ENVIRON = _EnvironAccess()
+SCOPE = Access(_scope_peer, _scope_header, ASGIRequest, ASGIRequest)
+ENVIRON = Access(_environ_peer, _environ_header, WSGIRequest, WSGIRequest)

@@ -59,10 +59,6 @@ def retry_after_seconds(retry_after: float) -> int:
     return max(1, _ceil(retry_after - 1e-9))
 
 
-def _whole(seconds: float) -> int:
-    return max(0, _ceil(seconds - 1e-9))
-
-
 #: ``decision -> header pairs``; ``wall_now`` (Unix time) matters only for epoch resets.
 Render = Callable[..., list[tuple[Any, Any]]]
 

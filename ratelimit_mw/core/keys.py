@@ -66,7 +66,7 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.types import RequestView
@@ -108,32 +108,28 @@ UNKNOWN_PEER = "unknown"
 _FAILED: Any = object()
 
 
-class Access(Protocol):
+class Access(NamedTuple):
     """How keys read one protocol's request object (the ``source``).
 
     ``core`` never imports the adapters: they supply an Access for the ASGI scope and
-    the WSGI environ (``ratelimit_mw.requestview``), and :func:`compile_key` binds each
-    key to it once, when policies are set, so a request reads its key straight from
-    the protocol's own object.
+    the WSGI environ (``ratelimit_mw.requestview``), and :meth:`KeySpec.bind` binds each
+    key to it once, when policies are set, so a request reads its header or peer
+    straight from the protocol's own object.
+
+    Attributes:
+        peer: ``source -> `` the transport peer (an address or an opaque name), or ``None``.
+        header: ``name -> reader``: ``source ->`` the first value of header ``name``
+            (lower-case) as text, or ``None``.
+        view: ``source ->`` a :class:`~ratelimit_mw.types.RequestView`, for the rarer
+            reads (every value of a forwarded header, a query parameter, a cookie).
+        request: ``source ->`` what a key function receives.
     """
 
-    def peer(self, source: Any) -> Any:
-        """The transport peer (an address or an opaque name), or ``None``."""
+    peer: Callable[[Any], Any]
+    header: Callable[[str], Callable[[Any], str | None]]
+    view: Callable[[Any], RequestView]
+    request: Callable[[Any], Any]
 
-    def header(self, name: str) -> Callable[[Any], str | None]:
-        """A reader of header ``name`` (lower-case): its first value as text, or ``None``."""
-
-    def header_values(self, source: Any, name: str) -> list[str]:
-        """Every value of header ``name`` (lower-case), in order."""
-
-    def query(self, source: Any, name: str) -> str | None:
-        """The first value of query parameter ``name``."""
-
-    def cookie(self, source: Any, name: str) -> str | None:
-        """The value of cookie ``name``."""
-
-    def request(self, source: Any) -> Any:
-        """The request object a key function receives (a RequestView, or the framework's)."""
 
 _MAX_VALUE = 1024  # characters of a raw value kept verbatim in a key
 _MAX_HEADER = 8192  # characters of a forwarded header looked at (the rightmost ones)
@@ -367,7 +363,7 @@ class ClientIP:
     def reader(self, access: Access, prefix: str = "") -> KeyReader:
         """``source -> prefix + address key part`` for requests read through ``access``;
         never raises, never empty. Headers are read only when the peer is trusted."""
-        peer_of, values_of, header = access.peer, access.header_values, self.forwarded_header
+        peer_of, view_of, header = access.peer, access.view, self.forwarded_header
         classify, walk = self._classify, self._walk
 
         def read(source: Any) -> str:
@@ -381,7 +377,7 @@ class ClientIP:
                 return prefix + "peer:" + _cap(peer)
             if not info[1]:  # always the case with no trusted proxies: headers are not read
                 return prefix + info[0]
-            return prefix + walk(values_of(source, header), info[0])
+            return prefix + walk(view_of(source).header_values(header), info[0])
 
         return read
 
@@ -461,33 +457,18 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class _ViewAccess:
-    """:class:`Access` over a :class:`~ratelimit_mw.types.RequestView` (tests, the CLI's
-    ``explain``, and calling a compiled key on a view directly)."""
-
-    def peer(self, source: RequestView) -> Any:
-        return source.peer
-
-    def header(self, name: str) -> Callable[[Any], str | None]:
-        def read(source: RequestView) -> str | None:
-            return source.header(name)
-
-        return read
-
-    def header_values(self, source: RequestView, name: str) -> list[str]:
-        return source.header_values(name)
-
-    def query(self, source: RequestView, name: str) -> str | None:
-        return source.query(name)
-
-    def cookie(self, source: RequestView, name: str) -> str | None:
-        return source.cookie(name)
-
-    def request(self, source: RequestView) -> Any:
-        return source
+def _same(source: Any) -> Any:
+    return source
 
 
-VIEW_ACCESS: Access = _ViewAccess()
+def _view_header(name: str) -> Callable[[Any], str | None]:
+    return lambda request: request.header(name)  # type: ignore[no-any-return]
+
+
+#: :class:`Access` over a :class:`~ratelimit_mw.types.RequestView` itself (tests, the
+#: CLI's ``explain``, a compiled key called on a view).
+VIEW_ACCESS = Access(lambda request: request.peer, _view_header, _same, _same)
+
 
 
 class _Part:
@@ -535,10 +516,11 @@ def _lookup_part(kind: str, name: str) -> _Part:
     prefix = f"{kind}:{name}:"
 
     def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
-        read = access.query if kind == "query" else access.cookie
+        view_of = access.view
 
         def lookup_key(source: Any) -> str | None:
-            key = _present(prefix, read(source, name))
+            view = view_of(source)
+            key = _present(prefix, view.query(name) if kind == "query" else view.cookie(name))
             return absent if key is None else key
 
         return lookup_key

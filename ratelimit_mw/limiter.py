@@ -153,6 +153,7 @@ class Limiter:
         #: the default mode's sync checks by what :meth:`check` was given (a Quota or a
         #: rate string, scope ""), so a repeated call costs one dict lookup
         self._checks: dict[Any, Callable[[str, int], Decision]] = {}
+        self._achecks: dict[Any, Callable[[str, int], Awaitable[Decision]]] = {}
         self.breaker = CircuitBreaker(
             threshold=breaker_threshold,
             recovery_time=breaker_recovery,
@@ -229,10 +230,12 @@ class Limiter:
             if len(self._bound) >= 4096:  # quotas are per route or per distinct argument
                 self._bound.clear()
                 self._checks.clear()
+                self._achecks.clear()
             bound = self._local_check(quota) if self._local else self._remote_check(quota, mode)
             self._bound[quota if default else (quota, mode)] = bound
         if default and not scope and isinstance(limits, (Quota, str)):
             self._checks[limits] = bound.check
+            self._achecks[limits] = bound.acheck
         return bound
 
     def _local_check(self, quota: Quota) -> BoundCheck:
@@ -390,11 +393,23 @@ class Limiter:
             check = self.bind(limits, scope, on_error).check
         return check(key, cost)
 
-    async def acheck(
+    def acheck(
         self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", on_error: str | None = None
-    ) -> Decision:
-        """Async :meth:`check`; never blocks the event loop on a remote backend."""
-        return await self.bind(limits, scope, on_error).acheck(key, cost)
+    ) -> Awaitable[Decision]:
+        """Async :meth:`check`; never blocks the event loop on a remote backend.
+
+        A plain function returning the bound check's awaitable (``await
+        limiter.acheck(...)`` as usual): no coroutine frame of its own per check.
+        """
+        acheck = None
+        if on_error is None and not scope:
+            try:
+                acheck = self._achecks[limits]
+            except (KeyError, TypeError):
+                acheck = None
+        if acheck is None:
+            acheck = self.bind(limits, scope, on_error).acheck
+        return acheck(key, cost)
 
     hit = check
     ahit = acheck

@@ -225,7 +225,9 @@ def _regexes() -> st.SearchStrategy[str]:
 PROBES = ["/" + "a" * 400 + "!", "/" + "ab" * 200 + "!", "/" + "a/" * 200 + "!", "/" + "1a " * 130 + "\x00"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: a catastrophic pattern blocks inside C code, where no timeout can stop it; CI must
+# replay the examples checked here, and a new finding should come from a deliberate local run.
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(_regexes())
 def test_accepted_regex_routes_match_crafted_paths_quickly(body: str) -> None:
     pattern = f"^/{body}$"

@@ -14,8 +14,8 @@ match ``/users/``):
   and everything below; ``/a/**/b`` matches ``/a/b`` and ``/a/x/y/b``.
 * ``re:<regex>``: a Python regex that must match the whole path; named groups
   become parameters. Regexes that can backtrack badly are refused, since the path is
-  attacker-controlled and one request must not pin a CPU: a repeat inside an
-  unbounded repeat (``(a+)+``), alternatives under one (``(a|ab)*``), and two
+  attacker-controlled and one request must not pin a CPU: a variable repeat inside a
+  repeat (``(a+)+``, ``(a?b*){2}``), alternatives under one (``(a|ab)*``), and two
   unbounded repeats in a row that can match the same character with no literal
   between them that the first cannot match (``.*.*``, ``[a-z]*[a-c]*``; ``[0-9]+/[^/]+``
   is fine).
@@ -171,8 +171,9 @@ def _scan(items: Any, *, inside_unbounded: bool) -> str | None:
             low, high, body = arg
             unbounded = high == _sre_parse.MAXREPEAT
             if inside_unbounded and low != high:  # a{2} matches one way; a+, a? and a{1,3} several
-                return "nests a repeat inside an unbounded repeat (catastrophic backtracking)"
-            found = _scan(body, inside_unbounded=inside_unbounded or unbounded)
+                return "nests a variable repeat inside a repeat (catastrophic backtracking)"
+            # a body repeated twice or more is a chain of copies: a variable repeat in it backtracks too
+            found = _scan(body, inside_unbounded=inside_unbounded or unbounded or high > 1)
         elif name == "BRANCH":
             if inside_unbounded:
                 return "repeats a group of alternatives without bound (catastrophic backtracking)"

@@ -165,13 +165,17 @@ async def _run_row(limiter: Limiter, fault: Fault, mode: str, key: str) -> tuple
     return detect, recover, run
 
 
-def _check_signals(logs: list[dict[str, Any]], registry: CollectorRegistry, detect: float | None) -> None:
-    """One log line per breaker state change, and the gauge back at closed."""
+def _check_signals(logs: list[dict[str, Any]], registry: CollectorRegistry, sustained: bool) -> None:
+    """One log line per breaker state change, and the gauge back at closed.
+
+    A sustained fault must open the breaker; a brief one (a restart, a graceful
+    failover) may fail one check or two, below the breaker's threshold.
+    """
     changes = [e for e in logs if e["event"] in ("breaker_opened", "breaker_closed", "breaker_state_changed")]
     for before, after in itertools.pairwise(changes):
         assert before["new"] != after["new"], f"a state change logged twice: {changes}"
         assert after["old"] == before["new"], changes
-    if detect is not None:
+    if sustained:
         assert any(e["event"] == "breaker_opened" for e in changes), changes
     if changes:
         assert changes[-1]["new"] == "closed", changes
@@ -250,7 +254,7 @@ def test_standalone_fault(redis_server_binary: ServerBinary, fault_name: str, mo
             detect, recover, run = asyncio.run(main())
     finally:
         server.stop()
-    _check_signals(logs, registry, detect)
+    _check_signals(logs, registry, fault_name not in ("restarted-empty",))
     _record(Row("standalone", fault_name, mode, detect, recover, run.degraded, run.checks, run.slowest))
 
 
@@ -295,7 +299,7 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
     with capture_logs() as logs:
         detect, recover, run = asyncio.run(main())
     assert _role(replica) == "master"
-    _check_signals(logs, registry, detect)
+    _check_signals(logs, registry, not fault.may_go_unnoticed)
     _record(Row("cluster 3+3", fault_name, mode, detect, recover, run.degraded, run.checks, run.slowest))
 
 

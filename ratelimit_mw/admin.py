@@ -218,7 +218,10 @@ class AdminAPI:
         scheme, _, credentials = (authorization or "").partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(credentials.strip().encode(), self._token.encode())
+        # Digests of equal length: compare_digest's time then reveals neither the
+        # token's content nor its length.
+        offered = hashlib.sha256(credentials.strip().encode("utf-8", "surrogateescape")).digest()
+        return hmac.compare_digest(offered, hashlib.sha256(self._token.encode()).digest())
 
     def unauthorized(self, authorization: str | None) -> AdminResponse:
         """The 401 answer (``invalid_token`` when a wrong token was sent)."""
@@ -571,7 +574,7 @@ def admin_app(
         if not api.authorized(authorization):  # before reading any body
             return respond(api.unauthorized(authorization))
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        if declared is not None and _too_large(declared):
             return respond(_error(413, "too_large", f"the body exceeds {MAX_BODY} bytes"))
         body = bytearray()
         async for chunk in request.stream():
@@ -627,10 +630,10 @@ def admin_wsgi_app(
 
 
 def _wsgi_dispatch(api: AdminAPI, environ: dict[str, Any], headers: dict[str, str]) -> AdminResponse:
-    length_text = environ.get("CONTENT_LENGTH") or ""
-    length = int(length_text) if length_text.isdigit() else None
-    if length is not None and length > MAX_BODY:
+    length_text = str(environ.get("CONTENT_LENGTH") or "")
+    if _too_large(length_text):
         return _error(413, "too_large", f"the body exceeds {MAX_BODY} bytes")
+    length = int(length_text) if length_text.isascii() and length_text.isdigit() else None
     stream = environ.get("wsgi.input")
     body = b""
     if stream is not None and (length is None or length > 0):
@@ -641,6 +644,18 @@ def _wsgi_dispatch(api: AdminAPI, environ: dict[str, Any], headers: dict[str, st
     query = dict(parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True))
     method = str(environ.get("REQUEST_METHOD", "GET")).upper()
     return api.handle(AdminRequest(method, path, query, headers, body))
+
+
+def _too_large(declared: str) -> bool:
+    """Whether a Content-Length value announces more than MAX_BODY bytes.
+
+    The digits are counted before ``int()``: Python refuses to convert more than
+    4,300 digits, and an absurd header must answer 413, not 500.
+    """
+    digits = declared.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    return len(digits.lstrip("0")) > len(str(MAX_BODY)) or int(digits) > MAX_BODY
 
 
 def _status_line(status: int) -> str:

@@ -270,7 +270,7 @@ class Limiter:
                 return keys, now, self._degraded(quota, key, cost, mode, None)
             return keys, now, None
 
-        def after(key: str, keys: list[str], cost: int, now: float, decision: Decision, started: float) -> Decision:
+        def after(keys: list[str], cost: int, now: float, decision: Decision, started: float) -> Decision:
             if self.observer is not None:
                 self.observer.backend_call(perf_counter() - started)
             self.breaker.success()
@@ -290,7 +290,7 @@ class Limiter:
             except Exception as exc:
                 self.breaker.failure()
                 return self._degraded(quota, key, cost, mode, exc)
-            return after(key, keys, cost, now, decision, started)
+            return after(keys, cost, now, decision, started)
 
         async def acheck(key: str, cost: int = 1) -> Decision:
             keys, now, early = before(key, cost)
@@ -304,7 +304,7 @@ class Limiter:
             except Exception as exc:
                 self.breaker.failure()
                 return self._degraded(quota, key, cost, mode, exc)
-            return after(key, keys, cost, now, decision, started)
+            return after(keys, cost, now, decision, started)
 
         return BoundCheck(check, acheck, quota)
 

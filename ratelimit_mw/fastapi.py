@@ -31,10 +31,11 @@ from fastapi.params import Depends
 from starlette.exceptions import HTTPException
 
 from ratelimit_mw import log
-from ratelimit_mw.asgi import RateLimitMiddleware
+from ratelimit_mw.asgi import VERDICT_KEY, RateLimitMiddleware
 from ratelimit_mw.core.keys import Access
 from ratelimit_mw.core.problem import QUOTA_EXCEEDED
 from ratelimit_mw.core.rates import Rule, parse_rates
+from ratelimit_mw.declared import stricter
 from ratelimit_mw.discover import STATE_ATTR, engine_of
 from ratelimit_mw.engine import Engine, Router, Verdict, build_engine
 from ratelimit_mw.errors import ConfigError
@@ -212,7 +213,8 @@ class RateLimit:
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=name)
             verdict = None
-        request.state.ratelimit = verdict
+        earlier = request.scope.get(VERDICT_KEY)  # the middleware's YAML route, if any
+        request.state.ratelimit = stricter(earlier, verdict)
         if verdict is None:
             return
         if verdict.reject:
@@ -222,8 +224,9 @@ class RateLimit:
             raise RateLimited(rejection.status, headers, rejection.body, media_type, verdict)
         if verdict.delay > 0:
             await engine.limiter.asleep(verdict.delay)
-        for header, value in verdict.headers:
-            response.headers[header] = value
+        if request.state.ratelimit is verdict:  # else the middleware adds its stricter headers
+            for header, value in verdict.headers:
+                response.headers[header] = value
 
 
 def _route_name(route: Any) -> str:

@@ -108,7 +108,8 @@ def standalone_fault(name: str, server: RedisServer) -> Fault:
 
 STANDALONE_FAULTS = ["killed", "paused-sigstop", "restarted-empty", "slowed-busy-script", "slowed-client-pause",
                      "refused-at-start-up"]
-CLUSTER_FAULTS = ["failover-command", "master-killed", "master-paused-sigstop", "master-slowed-client-pause"]
+MASTER_FAULTS = ["failover-command", "master-killed", "master-paused-sigstop", "master-slowed-client-pause"]
+CLUSTER_FAULTS = [*MASTER_FAULTS, "refused-at-start-up"]
 
 
 def _limiter(url: str, mode: str) -> Limiter:
@@ -287,7 +288,7 @@ def replicated_cluster(redis_server_binary: ServerBinary) -> Iterator[RedisClust
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("fault_name", CLUSTER_FAULTS)
+@pytest.mark.parametrize("fault_name", MASTER_FAULTS)
 def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: str, mode: str) -> None:
     cluster = replicated_cluster
     registry = CollectorRegistry()
@@ -326,6 +327,31 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
     assert (_role(replica) == "master") is (fault_name != "master-slowed-client-pause")
     _check_signals(logs, registry, not fault.may_go_unnoticed)
     _record(Row("cluster 3+3", fault_name, mode, detect, recover, run.degraded, run.checks, run.slowest))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cluster_refused_at_start_up(redis_server_binary: ServerBinary, mode: str) -> None:
+    """The limiter is made, and checks, before any cluster node listens; then the cluster
+    starts (nodes up, slots assigned, replicas attached) while checks continue."""
+    cluster = RedisCluster(masters=3, replicas_per_master=1, binary=redis_server_binary.path, seed_port=free_port())
+    registry = CollectorRegistry()
+    limiter = _limiter(cluster.url, mode)
+    RateLimitMetrics(registry=registry).attach(limiter)
+    fault = Fault(lambda: None, cluster.start, at_start_up=True)
+
+    async def main() -> tuple[float | None, float, Driver]:
+        try:
+            return await _run_row(limiter, fault, mode, "client-a")
+        finally:
+            await limiter.aclose()
+
+    try:
+        with capture_logs() as logs:
+            detect, recover, run = asyncio.run(main())
+    finally:
+        cluster.stop()
+    _check_signals(logs, registry, True)
+    _record(Row("cluster 3+3", "refused-at-start-up", mode, detect, recover, run.degraded, run.checks, run.slowest))
 
 
 def _role(server: RedisServer) -> str:

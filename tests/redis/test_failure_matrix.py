@@ -108,7 +108,10 @@ def standalone_fault(name: str, server: RedisServer) -> Fault:
 
 STANDALONE_FAULTS = ["killed", "paused-sigstop", "restarted-empty", "slowed-busy-script", "slowed-client-pause",
                      "refused-at-start-up"]
-MASTER_FAULTS = ["failover-command", "master-killed", "master-paused-sigstop", "master-slowed-client-pause"]
+MASTER_FAULTS = ["failover-command", "master-killed", "master-paused-sigstop", "master-slowed-client-pause",
+                 "master-restarted-empty"]
+#: faults after which the replica is the master
+PROMOTING = {"failover-command", "master-killed", "master-paused-sigstop"}
 CLUSTER_FAULTS = [*MASTER_FAULTS, "refused-at-start-up"]
 
 
@@ -246,6 +249,8 @@ def _write_page() -> None:
         "fault clears when the replica is master and the old one is resumed (it rejoins as a replica).",
         "`master-slowed-client-pause` holds its clients for 1.5 s (`CLIENT PAUSE ALL`); the cluster bus",
         "is not paused, so nothing fails over and the same master answers again.",
+        "`master-restarted-empty` restarts it at once with its cluster configuration but no data: it",
+        "is back within the node timeout, so nothing fails over, and its clients start with a whole quota.",
         "",
     ]
     PAGE.parent.mkdir(exist_ok=True)
@@ -312,8 +317,11 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
         # stopped longer than the node timeout: the cluster promotes the replica, and the
         # old master, resumed, rejoins as its replica
         fault = Fault(master.pause, lambda: (_wait_role(replica, "master"), master.resume()))
-    else:  # CLIENT PAUSE stops clients, not the cluster bus: no failover, the same master answers late
+    elif fault_name == "master-slowed-client-pause":
+        # CLIENT PAUSE stops clients, not the cluster bus: no failover, the same master answers late
         fault = Fault(lambda: master.command("CLIENT", "PAUSE", 1500, "ALL"), lambda: time.sleep(1.6))
+    else:  # back within the node timeout with its cluster config but no data: no failover, keys lost
+        fault = Fault(lambda: master.restart(empty=True), lambda: None, may_go_unnoticed=True)
 
     async def main() -> tuple[float | None, float, Driver]:
         try:
@@ -323,8 +331,7 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
 
     with capture_logs() as logs:
         detect, recover, run = asyncio.run(main())
-    # a paused master keeps its role (ROLE says "slave" for a replica); every other fault promotes the replica
-    assert (_role(replica) == "master") is (fault_name != "master-slowed-client-pause")
+    assert (_role(replica) == "master") is (fault_name in PROMOTING)  # ROLE says "slave" for a replica
     _check_signals(logs, registry, not fault.may_go_unnoticed)
     _record(Row("cluster 3+3", fault_name, mode, detect, recover, run.degraded, run.checks, run.slowest))
 

@@ -241,7 +241,7 @@ def _write_page() -> None:
         "`ratelimit_breaker_state` gauge back at 0; and a fresh client limited to `3/minute` gets",
         "exactly 3 admissions from Redis after recovery.",
         "",
-        "A `restarted-empty` server or a `CLUSTER FAILOVER` may go unnoticed (`-`): the client",
+        "A standalone `restarted-empty` server or a `CLUSTER FAILOVER` may go unnoticed (`-`): the client",
         "reconnects or follows the MOVED redirection within one check.",
         "",
         "In the Cluster rows the fault hits the master owning the checked key. `master-paused-sigstop`",
@@ -250,7 +250,9 @@ def _write_page() -> None:
         "`master-slowed-client-pause` holds its clients for 1.5 s (`CLIENT PAUSE ALL`); the cluster bus",
         "is not paused, so nothing fails over and the same master answers again.",
         "`master-restarted-empty` restarts it at once with its cluster configuration but no data: it",
-        "is back within the node timeout, so nothing fails over, and its clients start with a whole quota.",
+        "is back within the node timeout, so nothing fails over, but it reports `cluster_state:fail` and",
+        "refuses its slots until it has rejoined (about 2 s), so the row is detected; its clients then",
+        "start with a whole quota.",
         "",
     ]
     PAGE.parent.mkdir(exist_ok=True)
@@ -320,8 +322,10 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
     elif fault_name == "master-slowed-client-pause":
         # CLIENT PAUSE stops clients, not the cluster bus: no failover, the same master answers late
         fault = Fault(lambda: master.command("CLIENT", "PAUSE", 1500, "ALL"), lambda: time.sleep(1.6))
-    else:  # back within the node timeout with its cluster config but no data: no failover, keys lost
-        fault = Fault(lambda: master.restart(empty=True), lambda: None, may_go_unnoticed=True)
+    else:
+        # back within the node timeout with its cluster config but no data: no failover, but the
+        # node refuses its slots until it has rejoined (the rejoin delay, 2 node timeouts)
+        fault = Fault(lambda: master.restart(empty=True), lambda: None)
 
     async def main() -> tuple[float | None, float, Driver]:
         try:

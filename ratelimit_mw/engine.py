@@ -24,6 +24,7 @@ from ratelimit_mw.core.keys import VIEW_ACCESS, Access, KeyReader
 from ratelimit_mw.core.problem import Rejection, Rejections
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
+from ratelimit_mw.overload.admission import GuardedPlan, Overload
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
 
@@ -47,6 +48,10 @@ class Verdict(NamedTuple):
             pairs, or lower-case latin-1 ``bytes`` pairs for a raw (ASGI) router.
         reject: answer 429 now instead of calling the app.
         delay: seconds to hold the request first (leaky bucket shaping).
+        slot: with overload protection, the admitted request's
+            :class:`~ratelimit_mw.overload.admission.Slot` (the adapter releases it when
+            the response ends), or for a shed request its
+            :class:`~ratelimit_mw.overload.admission.Shed` answer; else ``None``.
     """
 
     route: Route
@@ -54,6 +59,7 @@ class Verdict(NamedTuple):
     headers: list[tuple[Any, Any]]
     reject: bool
     delay: float
+    slot: Any = None
 
 
 class _Compiled(NamedTuple):
@@ -94,7 +100,7 @@ class Plan:
         key = self.key(source)
         decision = self.check(key, self.cost)
         if observer is None and decision[0] and not decision[8]:  # allowed by the backend: nothing to report
-            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6]))  # type: ignore[no-any-return]
+            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6], None))  # type: ignore[no-any-return]
         return self._finish(key, decision, started)
 
     async def adecide(self, source: Any) -> Verdict | None:
@@ -104,7 +110,7 @@ class Plan:
         key = self.key(source)
         decision = await self.acheck(key, self.cost)
         if observer is None and decision[0] and not decision[8]:
-            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6]))  # type: ignore[no-any-return]
+            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6], None))  # type: ignore[no-any-return]
         return self._finish(key, decision, started)
 
     def _finish(self, key: str, decision: Decision, started: float) -> Verdict:
@@ -150,7 +156,7 @@ class _Preflight:
 
     __slots__ = ("plan", "is_preflight")
 
-    def __init__(self, plan: Plan | _Exempt | _Preflight, access: Access) -> None:
+    def __init__(self, plan: Plan | _Exempt | _Preflight | GuardedPlan, access: Access) -> None:
         self.plan = plan
         self.is_preflight = access.header("access-control-request-method")
 
@@ -161,7 +167,7 @@ class _Preflight:
         return None if self.is_preflight(source) is not None else await self.plan.adecide(source)
 
 
-AnyPlan = Plan | _Exempt | _Preflight
+AnyPlan = Plan | _Exempt | _Preflight | GuardedPlan
 
 
 class _RouterState(NamedTuple):
@@ -207,6 +213,12 @@ class Router:
             plans[id(route)] = Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
         for route in exempt:
             plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
+        overload = engine.overload
+        if overload is not None:  # every route but the exempt ones behind its pool's gate
+            for route in (*policies.routes, *((policies.unmatched,) if policies.unmatched else ())):
+                if not route.exempt:
+                    plan = plans.get(id(route)) if route.rules else None
+                    plans[id(route)] = overload.guard(route, plan, self.access, policies.priority_key, self.raw)
         self._state = state = _RouterState(policies, plans, {}, set())
         self.routes = state.routes
 
@@ -284,6 +296,8 @@ class Engine:
         self._policies: Any = None
         self._compiled: dict[int, _Compiled] = {}
         self._exempt: list[Route] = []
+        #: The ``overload:`` section's gates (``None``: no overload protection).
+        self.overload: Overload | None = None
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -314,6 +328,9 @@ class Engine:
         self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
         self._policies, self._compiled, self._exempt = policies, compiled, exempt
         self._rejections = Rejections(policies)
+        spec = getattr(policies, "overload", None)
+        self.overload = None if spec is None else Overload(
+            spec, self.limiter.interval_clock, self.overload, Verdict, self._limit_changed)
         for router in self._routers.values():
             router.rebuild(policies, compiled, exempt)
 
@@ -347,6 +364,12 @@ class Engine:
             self._observer.decision(route.template, route.policy or "", outcome, seconds)
         except Exception as exc:
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=route.template)
+
+    def _limit_changed(self, pool: str, change: Any) -> None:
+        """An overload pool's limit changed: tell the observer (metrics)."""
+        hook = getattr(self._observer, "overload_limit", None)
+        if hook is not None:
+            hook(pool, change.old, change.new)
 
     def denied(self, route: Route, key: str, decision: Decision) -> None:
         """Log a denial (aggregated per route and key hash)."""
@@ -386,8 +409,10 @@ class Engine:
     # -- 429 -------------------------------------------------------------------------
 
     def rejection(self, verdict: Verdict, *, raw: bool = False) -> Rejection:
-        """The 429 (or configured status) for a rejected verdict; ``raw=True``: latin-1
-        ``bytes`` header pairs, for a verdict of a raw router."""
+        """The 429 (or configured status) for a rejected verdict, or the 503 of a shed one;
+        ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict of a raw router."""
+        if verdict.slot is not None:
+            return verdict.slot.rejection(raw)  # type: ignore[no-any-return]
         return self._rejections(verdict.decision, verdict.headers, raw)
 
 

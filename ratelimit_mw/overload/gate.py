@@ -113,19 +113,21 @@ class OverloadGate:
                 self._peak = inflight
             return Ticket(now, self.generation, cls)
 
-    def release(self, ticket: Ticket, now: float, *, dropped: bool = False) -> None:
+    def release(self, ticket: Ticket, now: float, *, dropped: bool = False, sample: bool = True) -> None:
         """Give the slot back; its latency is a sample unless the limit changed since it started.
 
         Args:
             ticket: what :meth:`acquire` returned.
             now: the time the response ended.
             dropped: the request failed in a way that means overload (timed out, 503).
+            sample: ``False`` when its latency says nothing about the app (answered
+                by the limiter itself, client gone, app raised).
         """
         change = None
         with self._lock:
             self.inflight -= 1
             self.by_class[ticket.cls] -= 1
-            if ticket.generation == self.generation and len(self._samples) < MAX_SAMPLES:
+            if sample and ticket.generation == self.generation and len(self._samples) < MAX_SAMPLES:
                 self._samples.append(now - ticket.started)
                 if dropped:
                     self._dropped += 1

@@ -49,6 +49,8 @@ class Route:
         on_backend_error: failure mode when the backend cannot answer.
         shadow: decide and report, but never reject (dry-run rollout).
         line: line of the route in its file (for error messages and ``explain``).
+        priority: its overload class (``priority:``), or ``None``: the request's.
+        pool: its overload pool (``pool:``), or ``None``: the default pool.
     """
 
     template: str
@@ -64,6 +66,8 @@ class Route:
     on_backend_error: FailureMode = "allow"
     shadow: bool = False
     line: int | None = None
+    priority: str | None = None
+    pool: str | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
 

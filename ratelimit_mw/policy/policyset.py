@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 
-from ratelimit_mw.core.keys import ClientIP
+from ratelimit_mw.core.keys import ClientIP, KeySpec
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.policy.interpolate import escape
 from ratelimit_mw.policy.matcher import Matcher
 from ratelimit_mw.policy.model import Route, RouteMatch
 from ratelimit_mw.policy.outbound import OutboundRule
+from ratelimit_mw.policy.overload import OverloadSpec
 
 __all__ = ["UNMATCHED_LABEL", "PolicySet", "rule_text"]
 
@@ -67,6 +68,8 @@ class PolicySet:
         version: the document's ``version``.
         matcher: the compiled route index (built by the loader from ``routes``).
         outbound: the ``outbound:`` rules, for :class:`~ratelimit_mw.outbound.OutboundLimiter`.
+        overload: the ``overload:`` section, or ``None`` (no overload protection).
+        priority_key: the compiled ``overload.priority_from`` key, or ``None``.
     """
 
     routes: tuple[Route, ...]
@@ -86,6 +89,8 @@ class PolicySet:
     version: int = 1
     raw_document: Mapping[str, Any] = field(default_factory=_empty, repr=False)
     outbound: tuple[OutboundRule, ...] = ()
+    overload: OverloadSpec | None = None
+    priority_key: KeySpec | None = None
 
     @property
     def document(self) -> dict[str, Any]:

@@ -45,11 +45,11 @@ class Slot:
         self.clock = clock
         self.held = True
 
-    def release(self, *, dropped: bool = False, sample: bool = True) -> None:
+    def release(self, dropped: bool = False, sample: bool = True) -> None:
         """Give the slot back (later calls do nothing); see :meth:`OverloadGate.release`."""
         if self.held:
             self.held = False
-            self.gate.release(self.ticket, self.clock(), dropped=dropped, sample=sample)
+            self.gate.release(self.ticket, self.clock(), dropped, sample)
 
 
 class Shed:
@@ -84,6 +84,7 @@ def _answers(retry_after: int) -> tuple[tuple[Rejection, Rejection], ...]:
     return tuple(out)
 
 
+_new = tuple.__new__
 SHED_DECISION = Decision(False, 0, 0, 0.0, 1.0)
 PASS_DECISION = Decision(True, 0, 0, 0.0, 0.0)
 
@@ -188,7 +189,7 @@ class Overload:
             cls = known.get(key)
             if cls is None:
                 cls = classes.get(key.rpartition(":")[2].strip().lower(), default)
-                if cls != default and len(known) < 64:  # only class names are remembered
+                if len(known) < 64:  # values are client-chosen: remember a bounded few
                     known[key] = cls
             return cls
 
@@ -215,44 +216,40 @@ class GuardedPlan:
         self.clock = overload.clock
         self.verdict = overload.verdict
 
-    def _admit(self, source: Any) -> Slot | Any:
+    def _after(self, slot: Slot, verdict: Any) -> Any:
+        if verdict is None:  # a CORS preflight the route does not count
+            slot.release(False, False)
+            return None
+        if verdict.reject:
+            slot.release(False, False)
+            return verdict
+        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], slot))
+
+    def decide(self, source: Any) -> Any:
         ticket = self.gate.acquire(self.classify(source), self.clock())
         if ticket is None:
             return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
-        return Slot(self.gate, ticket, self.clock)
-
-    def _after(self, slot: Slot, verdict: Any) -> Any:
-        if verdict is None:  # a CORS preflight the route does not count
-            slot.release(sample=False)
-            return None
-        if verdict.reject:
-            slot.release(sample=False)
-            return verdict
-        return verdict._replace(slot=slot)
-
-    def decide(self, source: Any) -> Any:
-        slot = self._admit(source)
-        if type(slot) is not Slot:
-            return slot
+        slot = Slot(self.gate, ticket, self.clock)
         if self.plan is None:
             return self.verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
         try:
             verdict = self.plan.decide(source)
         except BaseException:
-            slot.release(sample=False)
+            slot.release(False, False)
             raise
         return self._after(slot, verdict)
 
     async def adecide(self, source: Any) -> Any:
-        slot = self._admit(source)
-        if type(slot) is not Slot:
-            return slot
+        ticket = self.gate.acquire(self.classify(source), self.clock())
+        if ticket is None:
+            return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
+        slot = Slot(self.gate, ticket, self.clock)
         if self.plan is None:
             return self.verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
         try:
             verdict = await self.plan.adecide(source)
         except BaseException:
-            slot.release(sample=False)
+            slot.release(False, False)
             raise
         return self._after(slot, verdict)
 
@@ -268,22 +265,19 @@ async def call_asgi(app: Any, scope: Scope, receive: Receive, send: Send, slot: 
         if kind == "http.response.start":
             status = message.get("status", 0)
         elif kind == "http.response.body" and not message.get("more_body", False):
-            slot.release(dropped=status in OVERLOADED_STATUSES)
+            slot.release(status in OVERLOADED_STATUSES)
         return send(message)
 
     async def receive_releasing() -> Message:
         message = await receive()
         if message["type"] == "http.disconnect":
-            slot.release(sample=False)
+            slot.release(False, False)
         return message
 
     try:
         await app(scope, receive_releasing, send_releasing)
-    except BaseException:
-        slot.release(sample=False)
-        raise
-    finally:
-        slot.release(sample=False)
+    finally:  # an exception, a cancellation, or an app that never finished its body: no sample
+        slot.release(False, False)
 
 
 class _Releasing:
@@ -305,7 +299,7 @@ class _Releasing:
             if close is not None:
                 close()
         finally:
-            self.slot.release(dropped=self.status[0] in OVERLOADED_STATUSES)
+            self.slot.release(self.status[0] in OVERLOADED_STATUSES)
 
 
 def call_wsgi(app: Any, environ: dict[str, Any], start_response: Callable[..., Any], slot: Slot) -> Iterable[bytes]:
@@ -325,6 +319,6 @@ def call_wsgi(app: Any, environ: dict[str, Any], start_response: Callable[..., A
     try:
         result = app(environ, start)
     except BaseException:
-        slot.release(sample=False)
+        slot.release(False, False)
         raise
     return _Releasing(result, slot, status)

@@ -26,6 +26,7 @@ __all__ = ["LimitChange", "OverloadGate", "Ticket"]
 
 #: A window holding this many samples closes early (bounded memory under any load).
 MAX_SAMPLES = 20_000
+_new = tuple.__new__
 #: Share of a window's samples that must fail before failures alone mean overload.
 DROP_SHARE = 0.01
 
@@ -86,6 +87,7 @@ class OverloadGate:
         self._ceilings = [s * self.state.limit for s in self.shares]
         self._lock = threading.Lock()
         self._window_start = now
+        self._window_end = now + config.window
         self._samples: list[float] = []
         self._dropped = 0
         self._shed = 0
@@ -106,14 +108,13 @@ class OverloadGate:
                     self.shed[cls] += 1
                     return None
                 self.observed[cls] += 1
-            inflight += 1
-            self.inflight = inflight
+            self.inflight = inflight = inflight + 1
             self.by_class[cls] += 1
             if inflight > self._peak:
                 self._peak = inflight
-            return Ticket(now, self.generation, cls)
+            return _new(Ticket, (now, self.generation, cls))  # type: ignore[no-any-return]
 
-    def release(self, ticket: Ticket, now: float, *, dropped: bool = False, sample: bool = True) -> None:
+    def release(self, ticket: Ticket, now: float, dropped: bool = False, sample: bool = True) -> None:
         """Give the slot back; its latency is a sample unless the limit changed since it started.
 
         Args:
@@ -123,16 +124,20 @@ class OverloadGate:
             sample: ``False`` when its latency says nothing about the app (answered
                 by the limiter itself, client gone, app raised).
         """
-        change = None
+        started, generation, cls = ticket
         with self._lock:
             self.inflight -= 1
-            self.by_class[ticket.cls] -= 1
-            if sample and ticket.generation == self.generation and len(self._samples) < MAX_SAMPLES:
-                self._samples.append(now - ticket.started)
+            self.by_class[cls] -= 1
+            if sample and generation == self.generation:
+                samples = self._samples
+                samples.append(now - started)
                 if dropped:
                     self._dropped += 1
-            if now - self._window_start >= self.config.window or len(self._samples) >= MAX_SAMPLES:
-                change = self._close(now)
+                if len(samples) < MAX_SAMPLES and now < self._window_end:
+                    return
+            elif now < self._window_end:
+                return
+            change = self._close(now)
         if change is not None and self.on_change is not None:
             self.on_change(change)
 
@@ -154,7 +159,7 @@ class OverloadGate:
             self._shed,
         )
         self._samples, self._dropped, self._shed, self._peak = [], 0, 0, self.inflight
-        self._window_start = now
+        self._window_start, self._window_end = now, now + config.window
         old = self.state.limit
         if not failing and count < config.min_samples:
             stats = stats._replace(samples=0)  # the window ran long and still says nothing

@@ -329,8 +329,7 @@ class Engine:
         self._policies, self._compiled, self._exempt = policies, compiled, exempt
         self._rejections = Rejections(policies)
         spec = getattr(policies, "overload", None)
-        self.overload = None if spec is None else Overload(
-            spec, self.limiter.interval_clock, self.overload, Verdict, self._limit_changed)
+        self.overload = None if spec is None else Overload(spec, self.limiter.interval_clock, self.overload, Verdict)
         for router in self._routers.values():
             router.rebuild(policies, compiled, exempt)
 
@@ -364,12 +363,6 @@ class Engine:
             self._observer.decision(route.template, route.policy or "", outcome, seconds)
         except Exception as exc:
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=route.template)
-
-    def _limit_changed(self, pool: str, change: Any) -> None:
-        """An overload pool's limit changed: tell the observer (metrics)."""
-        hook = getattr(self._observer, "overload_limit", None)
-        if hook is not None:
-            hook(pool, change.old, change.new)
 
     def denied(self, route: Route, key: str, decision: Decision) -> None:
         """Log a denial (aggregated per route and key hash)."""

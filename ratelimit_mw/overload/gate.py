@@ -80,9 +80,11 @@ class OverloadGate:
         self.enforce_from = now + config.warmup if enforce else math.inf
         self.inflight = 0
         self.by_class = [0] * len(shares)
-        #: Requests refused (or, before ``enforce_from``, that would have been), by class.
+        #: Requests refused, by class; ``observed``: those that would have been (shadow, warm-up).
         self.shed = [0] * len(shares)
         self.observed = [0] * len(shares)
+        #: Limit changes so far: (increases, decreases).
+        self.changes = [0, 0]
         self.generation = 0
         self._ceilings = [s * self.state.limit for s in self.shares]
         self._lock = threading.Lock()
@@ -168,5 +170,6 @@ class OverloadGate:
         if new == old:
             return None
         self.generation += 1
+        self.changes[0 if new > old else 1] += 1
         self._ceilings = [s * new for s in self.shares]
         return LimitChange(old, new, stats, now)

@@ -305,3 +305,27 @@ routes:
     assert len(changes) == 1
     assert changes[0]["pool"] == "default" and changes[0]["previous"] == 100 and changes[0]["limit"] == 50
     assert gate_of(mw).limit == 50
+
+
+def test_metrics_report_limit_inflight_sheds_and_changes_per_pool_and_class() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from ratelimit_mw.metrics import RateLimitMetrics
+
+    registry = CollectorRegistry()
+    mw = WSGIRateLimitMiddleware(_wsgi_app, policies=policies(), backend="memory://",
+                                 metrics=RateLimitMetrics(registry))
+    held = mw(_environ("/slow"), lambda *a: None)
+    b"".join(mw(_environ("/slow"), lambda *a: None))  # shed: normal's share is full
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("ratelimit_overload_limit", pool="default") == 2
+    assert value("ratelimit_overload_inflight", pool="default", **{"class": "normal"}) == 1
+    assert value("ratelimit_overload_inflight", pool="default", **{"class": "critical"}) == 0
+    assert value("ratelimit_overload_shed_total", pool="default", reason="limit", **{"class": "normal"}) == 1
+    assert value("ratelimit_overload_shed_total", pool="default", reason="shadow", **{"class": "normal"}) == 0
+    assert value("ratelimit_overload_limit_changes_total", pool="default", direction="down") == 0
+    held.close()
+    assert value("ratelimit_overload_inflight", pool="default", **{"class": "normal"}) == 0

@@ -147,6 +147,9 @@ class PolicySet:
                 on_backend_error=route.on_backend_error,
                 shadow=route.shadow,
             )
+            if self.overload is not None:
+                out.update(pool=route.pool or "default",
+                           priority=route.priority or f"from {self.overload.priority_from or 'default_priority'}")
         return out
 
     def to_yaml(self) -> str:

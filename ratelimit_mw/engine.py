@@ -389,7 +389,9 @@ class Engine:
         """Decide for a request view (sync backends); ``None`` means pass through untouched.
 
         The same plans the middlewares run, bound to the view. ``raw=True`` renders the
-        headers as lower-case latin-1 ``bytes`` pairs.
+        headers as lower-case latin-1 ``bytes`` pairs. With an ``overload:`` section, an
+        admitted verdict holds ``verdict.slot``: call its ``release()`` when the response
+        ends, as the middlewares do, or the slot stays taken.
         """
         plan = self.router(VIEW_ACCESS, raw=raw).plan(request.method, request.path)
         return None if plan is None else plan.decide(request)

@@ -70,6 +70,10 @@ class PolicySet:
         outbound: the ``outbound:`` rules, for :class:`~ratelimit_mw.outbound.OutboundLimiter`.
         overload: the ``overload:`` section, or ``None`` (no overload protection).
         priority_key: the compiled ``overload.priority_from`` key, or ``None``.
+        defaults: the settings of ``defaults:`` over the built-in ones (``key`` as
+            written, ``algorithm``, ``headers``...): what declared limits
+            (:meth:`Engine.declare <ratelimit_mw.engine.Engine.declare>`) start from.
+        default_key: ``defaults.key`` compiled, for declared limits without a key.
     """
 
     routes: tuple[Route, ...]
@@ -91,6 +95,8 @@ class PolicySet:
     outbound: tuple[OutboundRule, ...] = ()
     overload: OverloadSpec | None = None
     priority_key: KeySpec | None = None
+    defaults: Mapping[str, Any] = field(default_factory=_empty)
+    default_key: KeySpec | None = None
 
     @property
     def document(self) -> dict[str, Any]:
@@ -139,6 +145,7 @@ class PolicySet:
         if not route.exempt:
             out.update(
                 policy=route.policy,
+                source=str(route.extra.get("source", "yaml")),
                 limits=[rule_text(rule) for rule in route.rules],
                 key=route.extra.get("key", route.key_spec),
                 scope=route.scope,
@@ -150,6 +157,16 @@ class PolicySet:
             if self.overload is not None:
                 out.update(pool=route.pool or "default",
                            priority=route.priority or f"from {self.overload.priority_from or 'default_priority'}")
+            if route.plan is not None:  # the limits above are the default plan's
+                out["plan"] = {
+                    "resolver": route.plan.spec,
+                    "default": route.plan.default,
+                    "plans": {name: {"policy": variant.policy, "source": "plan",
+                                     "limits": [rule_text(rule) for rule in variant.rules]}
+                              for name, variant in route.plan.routes.items()},
+                }
+            if route.exempt_when_spec is not None:
+                out["exempt_when"] = route.exempt_when_spec
         return out
 
     def to_yaml(self) -> str:

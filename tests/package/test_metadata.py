@@ -57,7 +57,8 @@ def _imports_of(library: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("extra", "library"), [("redis", "redis"), ("prometheus", "prometheus_client"),
-                                                  ("starlette", "starlette"), ("werkzeug", "werkzeug")])
+                                                  ("starlette", "starlette"), ("werkzeug", "werkzeug"),
+                                                  ("fastapi", "fastapi")])
 def test_an_extra_exists_exactly_when_the_package_imports_its_library(extra: str, library: str) -> None:
     assert (extra in PROJECT["optional-dependencies"]) == bool(_imports_of(library)), _imports_of(library)
 

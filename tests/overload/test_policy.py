@@ -126,3 +126,29 @@ def test_threads_never_hold_more_slots_than_the_limit() -> None:
     assert statuses.count("200 OK") == len(seen) == 40  # exactly the limit, every round
     assert statuses.count("503 Service Unavailable") == 120
     assert overload.gates["default"].inflight == 0
+
+
+def test_exempt_when_gives_the_slot_back_and_a_disabled_engine_guards_nothing() -> None:
+    doc = {
+        "version": 1,
+        "overload": {"algorithm": "fixed", "initial": 1, "min": 1, "max": 1},
+        "routes": [{"match": "/a", "limits": ["100/second"], "priority": "critical",
+                    "exempt_when": lambda request: request.headers.get("x-staff") == "1"}],
+    }
+    mw = WSGIRateLimitMiddleware(_app, policies=doc, backend="memory://")
+    overload = mw.engine.overload
+    assert overload is not None
+    staff = dict(_environ("/a"), HTTP_X_STAFF="1")
+    result = mw(staff, lambda *a: None)
+    assert overload.gates["default"].inflight == 0  # exempt: not held while it runs
+    held = mw(_environ("/a"), lambda *a: None)
+    assert overload.gates["default"].inflight == 1
+    statuses: list[str] = []
+    mw(_environ("/a"), lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["503 Service Unavailable"]
+    held.close()
+    getattr(result, "close", lambda: None)()
+    mw.engine.enabled = False
+    for _ in range(3):
+        mw(_environ("/a"), lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses[1:] == ["200 OK"] * 3 and overload.gates["default"].inflight == 0

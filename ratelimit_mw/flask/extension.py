@@ -1,0 +1,453 @@
+"""The Flask extension: ``RateLimiter(app)``, ``@limiter.limit`` and ``@limiter.exempt``.
+
+**Why a ``before_request`` hook and not a wrapper around ``app.wsgi_app``.** Every
+limit of a Flask app, the YAML routes as well as the decorators, is decided in one
+hook that runs inside Flask's request context, first among the app's hooks. There
+``request.endpoint`` tells which view (and blueprints) the request reaches, and
+flask-login's ``current_user`` can be loaded, so a ``key: [user, ip]`` route works
+in YAML and in a decorator alike; the path matched is ``request.path``, the one
+Flask routes on. A denial is an exception Flask's own error handling renders
+(``@app.errorhandler(429)``), and the headers are added in ``after_request``, which
+Flask runs on error responses too. What it costs: a request denied here has already
+had its context pushed (session cookie read); an app that must shed load before
+Flask does any work keeps :class:`~ratelimit_mw.WSGIRateLimitMiddleware` around
+``app.wsgi_app`` for those routes.
+
+Declared limits are kept by the ``RateLimiter`` (a decorator runs at import time,
+usually before any app exists) and declared in the engine of every app it is
+initialised on, then and whenever a later decorator adds one: the app factory
+pattern and several apps in one process work, each app with its own engine and
+configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from flask import Flask, Response, current_app, g, request
+
+from ratelimit_mw import log
+from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine
+from ratelimit_mw.errors import ConfigError, PolicyError
+from ratelimit_mw.flask.access import FLASK_REQUEST
+from ratelimit_mw.flask.exceptions import RateLimitExceeded
+
+__all__ = ["EXTENSION", "RateLimiter"]
+
+#: The key of ``app.extensions`` holding an app's :class:`AppLimits`.
+EXTENSION = "ratelimit_mw"
+#: The attribute of ``flask.g`` holding the decision (the app reads ``g.ratelimit``).
+G_DECISION = "ratelimit"
+_G_HEADERS = "_ratelimit_mw_headers"
+
+_T = TypeVar("_T")
+KeyArg = str | Sequence[Any] | Callable[..., Any] | None
+
+#: Config keys read by :meth:`RateLimiter.init_app`, and the option each fills.
+CONFIG_OPTIONS: dict[str, str] = {
+    "RATELIMIT_POLICIES": "policies",
+    "RATELIMIT_BACKEND": "backend",
+    "RATELIMIT_ENABLED": "enabled",
+    "RATELIMIT_KEY_SECRET": "key_secret",
+    "RATELIMIT_ON_BACKEND_ERROR": "on_backend_error",
+    "RATELIMIT_PREFIX": "prefix",
+    "RATELIMIT_METRICS": "metrics",
+    "RATELIMIT_ENGINE": "engine",
+}
+
+
+class _Declaration(NamedTuple):
+    """The limits one decorator (or a stack of them with one key) declares."""
+
+    name: str
+    limits: tuple[str, ...]
+    key: Any
+    cost: int
+
+
+class _EndpointLimits(NamedTuple):
+    """What applies to one endpoint: whether the YAML routes do, and the declared names."""
+
+    yaml: bool
+    names: tuple[str, ...]
+
+
+_ALL_YAML = _EndpointLimits(True, ())
+
+
+def _parse_enabled(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, int):
+        return bool(value)
+    raise ConfigError(f"RATELIMIT_ENABLED must be a boolean (or true/false/1/0/yes/no/on/off), got {value!r}")
+
+
+def _view_name(obj: Any) -> str:
+    """The name a decorated view or view class is known by: ``module.name``.
+
+    ``__name__`` rather than ``__qualname__``, as flask-limiter does: ``as_view``
+    names every class-based view function after its endpoint, and decorators that use
+    ``functools.wraps`` (``login_required``) keep it, so the decorator order is free.
+    """
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__name__', type(obj).__name__)}"
+
+
+def _zero_arg_key(part: Any) -> Any:
+    """A key function taking no argument (flask-limiter's ``key_func`` style) gets a
+    one-argument wrapper: ours receive the request, and may ignore it."""
+    if not callable(part) or isinstance(part, str):
+        return part
+    try:
+        params = inspect.signature(part).parameters.values()
+    except (TypeError, ValueError):
+        return part
+    if any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params):
+        return part
+
+    @functools.wraps(part)
+    def with_request(request: Any) -> Any:
+        return part()
+
+    return with_request
+
+
+def _normalise_key(key: KeyArg) -> Any:
+    if isinstance(key, (list, tuple)):
+        return [_zero_arg_key(part) for part in key]
+    return _zero_arg_key(key)
+
+
+def _check_limits(name: str, limits: tuple[str, ...]) -> None:
+    """Parse the limits now, as the policy loader will, so a bad rate fails at import."""
+    from ratelimit_mw.policy.loader import load_policies
+
+    try:
+        load_policies({"version": 1, "routes": [{"match": "/", "limits": list(limits)}]}, env={})
+    except PolicyError as exc:
+        raise ConfigError(f"@limiter.limit on {name}: {exc.reason}") from None
+
+
+class AppLimits:
+    """One app's state: its engine, router, and what applies to each endpoint.
+
+    Found in ``app.extensions["ratelimit_mw"]``; :attr:`engine` is what the admin
+    API, metrics and direct checks use.
+    """
+
+    def __init__(self, limiter: RateLimiter, app: Flask, engine: Engine, enabled: bool) -> None:
+        self.limiter = limiter
+        self.app = app
+        self.engine = engine
+        self.enabled = enabled
+        self.router = engine.router(FLASK_REQUEST)
+        self._endpoints: dict[str | None, _EndpointLimits] = {}
+        self._sleep = engine.limiter.sleep
+
+    def declare(self, declaration: _Declaration) -> None:
+        self.engine.declare(  # type: ignore[attr-defined]
+            declaration.name, list(declaration.limits), key=declaration.key, source="decorator",
+            cost=declaration.cost,
+        )
+        self._endpoints = {}
+
+    def forget_endpoints(self) -> None:
+        self._endpoints = {}
+
+    def _endpoint(self, endpoint: str | None) -> _EndpointLimits:
+        """What applies to ``endpoint``: found once per endpoint, then remembered."""
+        found = self._endpoints.get(endpoint)
+        if found is None:
+            found = self.limiter.endpoint_limits(self.app, endpoint)
+            endpoints = self._endpoints
+            if len(endpoints) < 4096:  # endpoints come from the app's code, but stay bounded
+                endpoints[endpoint] = found
+        return found
+
+    def before(self) -> None:
+        """Decide every limit that applies to the request; raise the 429 on a denial."""
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        setattr(g, G_DECISION, None)
+        if not self.enabled:
+            return
+        applies = self._endpoint(req.endpoint)
+        best: Verdict | None = None
+        router = self.router
+        if applies.yaml:
+            path = req.path
+            plan = router.routes.get(path, NO_METHODS).get(req.method, MISS)
+            if plan is MISS:
+                plan = router.plan(req.method, path)
+            if plan is not None:
+                best = self._decide(plan, req, best)
+        for name in applies.names:
+            plan = router.named(name)  # type: ignore[attr-defined]
+            if plan is not None:
+                best = self._decide(plan, req, best)
+
+    def _decide(self, plan: Any, req: Any, best: Verdict | None) -> Verdict | None:
+        """One check; the stricter verdict so far is kept (its headers are the ones sent)."""
+        try:
+            verdict: Verdict | None = plan.decide(req)
+        except Exception as exc:  # a limiter bug must never become a 500
+            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=req.path)
+            return best
+        if verdict is None:
+            return best
+        if verdict.reject:
+            setattr(g, G_DECISION, verdict.decision)
+            setattr(g, _G_HEADERS, verdict.headers)
+            raise RateLimitExceeded(verdict, self.engine)
+        if verdict.delay > 0:
+            self._sleep(verdict.delay)
+        if best is None or _stricter(verdict, best):
+            best = verdict
+            setattr(g, G_DECISION, verdict.decision)
+            setattr(g, _G_HEADERS, verdict.headers)
+        return best
+
+    def after(self, response: Response) -> Response:
+        """Add the headers of the stricter check, except names the response already has."""
+        extra = g.get(_G_HEADERS)
+        if extra:
+            present = response.headers
+            for name, value in extra:
+                if name not in present:
+                    present.add(name, value)
+        return response
+
+
+def _stricter(a: Verdict, b: Verdict) -> bool:
+    """Whether ``a`` reports the stricter limit: fewer remaining, ties to the later reset."""
+    da, db = a.decision, b.decision
+    if not db.limit:
+        return True
+    return (da.remaining, -da.reset_after) < (db.remaining, -db.reset_after)
+
+
+class RateLimiter:
+    """Rate limits for a Flask app: YAML policies, view decorators, exemptions.
+
+    ``limiter = RateLimiter(app)``, or ``limiter = RateLimiter()`` and later
+    ``limiter.init_app(app)`` (app factories; one limiter may serve several apps,
+    each with its own configuration and engine).
+
+    Configuration comes from ``app.config`` (see the Flask guide for every key):
+    ``RATELIMIT_POLICIES`` (path, YAML text or mapping), ``RATELIMIT_BACKEND`` (URL
+    or client), ``RATELIMIT_ENABLED``, ``RATELIMIT_KEY_SECRET``,
+    ``RATELIMIT_ON_BACKEND_ERROR``, ``RATELIMIT_PREFIX``, ``RATELIMIT_METRICS``,
+    ``RATELIMIT_ENGINE`` (an existing Engine), ``RATELIMIT_LIMITER_OPTIONS`` (more
+    :class:`~ratelimit_mw.Limiter` options). Keyword arguments given here win over
+    the config.
+
+    Args:
+        app: the app to initialise now, or ``None`` (call :meth:`init_app` later).
+        **options: ``policies``, ``backend``, ``enabled``, ``engine``, ``metrics``,
+            and :class:`~ratelimit_mw.Limiter` options (``clock``, ``key_secret``...).
+    """
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        self._options = options
+        self._lock = threading.Lock()
+        #: view name -> (the function first decorated, its declarations)
+        self._views: dict[str, tuple[Any, list[_Declaration]]] = {}
+        #: blueprint (by identity) -> its declarations
+        self._blueprints: dict[int, list[_Declaration]] = {}
+        self._exempt_views: set[str] = set()
+        self._exempt_blueprints: set[int] = set()
+        self._apps: weakref.WeakSet[AppLimits] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    # -- apps ------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Build the app's engine from its config, declare the decorators' limits, add the hooks.
+
+        Raises:
+            ConfigError: a missing or invalid setting (a ``PolicyError`` names the
+                file, line and field of a bad policy document; a bad decorator rate
+                names its view).
+        """
+        options = self._app_options(app)
+        enabled = _parse_enabled(options.pop("enabled", os.environ.get("RATELIMIT_ENABLED", True)))
+        metrics = options.pop("metrics", None)
+        engine = options.pop("engine", None)
+        if engine is None:
+            policies = options.pop("policies", None)
+            if policies is None and not (os.environ.get("RATELIMIT_POLICIES") or os.environ.get("DEFAULT_RATE_LIMIT")):
+                policies = {"version": 1}  # decorators only
+            engine = build_engine(policies, options.pop("backend", None), options.pop("limiter", None), **options)
+        elif options:
+            raise ConfigError(f"RATELIMIT_ENGINE is given: drop the other options ({', '.join(sorted(options))})")
+        if metrics is not None:
+            metrics.attach(engine)
+        state = AppLimits(self, app, engine, enabled)
+        with self._lock:
+            for declaration in self._declarations():
+                state.declare(declaration)
+            self._apps.add(state)
+            declarations = self._declarations()
+        _warn_user_key(app, engine, declarations)
+        app.extensions[EXTENSION] = state
+        # First among the app's hooks: a hook that answers early (a login redirect)
+        # must not let a request skip its limits.
+        app.before_request_funcs.setdefault(None, []).insert(0, state.before)
+        app.after_request(state.after)
+
+    def _app_options(self, app: Flask) -> dict[str, Any]:
+        config = app.config
+        options: dict[str, Any] = {}
+        for config_key, option in CONFIG_OPTIONS.items():
+            if config_key in config:
+                options[option] = config[config_key]
+        options.update(config.get("RATELIMIT_LIMITER_OPTIONS") or {})
+        options.update(self._options)
+        return options
+
+    def state(self, app: Flask | None = None) -> AppLimits:
+        """The state of ``app`` (default: the current app)."""
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            state: AppLimits = target.extensions[EXTENSION]
+        except KeyError:
+            raise RuntimeError(f"RateLimiter is not initialised on app {target.name!r}: call init_app(app)") from None
+        return state
+
+    @property
+    def engine(self) -> Engine:
+        """The current app's engine (for the admin API, metrics and direct checks)."""
+        return self.state().engine
+
+    # -- decorators ------------------------------------------------------------------
+
+    def limit(self, limits: str | Sequence[str], *, key: KeyArg = None, cost: int = 1) -> Callable[[_T], _T]:
+        """Limit a view function, a view class or a blueprint.
+
+        ``@limiter.limit("5/minute")`` under ``@app.route`` (or above it: the order
+        does not matter); ``limiter.limit("100/minute")(blueprint)`` for one shared
+        bucket over all the blueprint's views. Stacked decorators with the same key
+        are one check (all limits together, all-or-nothing).
+
+        Args:
+            limits: ``"5/minute"``, ``"1/second;5/minute"`` or a list of rates.
+            key: a key spec as in YAML (``"user"``, ``["user", "ip"]``,
+                ``"header:X-API-Key"``), a callable receiving ``flask.Request`` (or no
+                argument), or ``None``: the policy set's default key.
+            cost: units each request consumes.
+
+        Raises:
+            ConfigError: a rate or key that does not parse (now, at import time).
+        """
+        items = (limits,) if isinstance(limits, str) else tuple(limits)
+        key = _normalise_key(key)
+
+        def decorate(target: _T) -> _T:
+            from flask import Blueprint
+
+            if isinstance(target, Blueprint):
+                name = f"blueprint:{target.name}"
+                _check_limits(name, items)
+                self._add(self._blueprints.setdefault(id(target), []), name, items, key, cost)
+                return target
+            if not callable(target):
+                raise ConfigError(f"@limiter.limit decorates a view, a view class or a blueprint, not {target!r}")
+            view = _view_name(target)
+            name = f"view:{view}"
+            _check_limits(name, items)
+            origin = inspect.unwrap(target)  # type: ignore[arg-type]
+            with self._lock:
+                known = self._views.get(view)
+                if known is None or known[0] is not origin:  # a new function (an app factory's): start over
+                    known = self._views[view] = (origin, [])
+            self._add(known[1], name, items, key, cost)
+            return target
+
+        return decorate
+
+    def exempt(self, target: _T) -> _T:
+        """Exempt a view (function or class) or a blueprint from the YAML routes and
+        blueprint limits; limits declared on the view itself still apply."""
+        from flask import Blueprint
+
+        with self._lock:
+            if isinstance(target, Blueprint):
+                self._exempt_blueprints.add(id(target))
+            else:
+                self._exempt_views.add(_view_name(target))
+            for state in list(self._apps):
+                state.forget_endpoints()
+        return target
+
+    def _add(self, declarations: list[_Declaration], name: str, limits: tuple[str, ...], key: Any, cost: int) -> None:
+        """Join a stacked decorator with the same key and cost, else add a check; declare
+        it in every app already initialised."""
+        with self._lock:
+            for index, old in enumerate(declarations):
+                if old.key == key and old.cost == cost:
+                    declaration = declarations[index] = old._replace(limits=old.limits + limits)
+                    break
+            else:
+                suffix = f"#{len(declarations) + 1}" if declarations else ""
+                declaration = _Declaration(name + suffix, limits, key, cost)
+                declarations.append(declaration)
+            for state in list(self._apps):
+                state.declare(declaration)
+
+    def _declarations(self) -> list[_Declaration]:
+        found = [d for _, declarations in self._views.values() for d in declarations]
+        found += [d for declarations in self._blueprints.values() for d in declarations]
+        return found
+
+    def endpoint_limits(self, app: Flask, endpoint: str | None) -> _EndpointLimits:
+        """What applies to ``endpoint`` of ``app``: the YAML routes unless exempt, and
+        the declared limits of its view and blueprints (innermost first)."""
+        if endpoint is None:  # no view matched (404, 405): the YAML routes only
+            return _ALL_YAML
+        view = app.view_functions.get(endpoint)
+        names: list[str] = []
+        exempt = False
+        for obj in (view, getattr(view, "view_class", None)):
+            if obj is None:
+                continue
+            view_name = _view_name(obj)
+            exempt = exempt or view_name in self._exempt_views
+            names += [d.name for d in self._views.get(view_name, (None, []))[1]]
+        blueprint_names: list[str] = []
+        parts = endpoint.split(".")[:-1]
+        for end in range(len(parts), 0, -1):  # "outer.inner.view": inner first, then outer
+            blueprint = app.blueprints.get(".".join(parts[:end]))
+            if blueprint is None:
+                continue
+            exempt = exempt or id(blueprint) in self._exempt_blueprints
+            blueprint_names += [d.name for d in self._blueprints.get(id(blueprint), [])]
+        if exempt:
+            return _EndpointLimits(False, tuple(names))
+        return _EndpointLimits(True, tuple(names + blueprint_names))
+
+
+def _warn_user_key(app: Flask, engine: Engine, limiter_declarations: list[_Declaration]) -> None:
+    """At start-up: a ``user`` key on an app that can never know users gets one warning."""
+    from ratelimit_mw.flask.access import HAS_FLASK_LOGIN, warn_once
+
+    if HAS_FLASK_LOGIN:
+        return  # the LoginManager may be set up after init_app: checked on first use
+    specs = [route.key_spec for route in engine.policies.routes]
+    specs += [d.key for d in limiter_declarations]
+    if any(_names_user(spec) for spec in specs if spec is not None):
+        warn_once(app, "flask-login is not installed")
+
+
+def _names_user(spec: Any) -> bool:
+    text = spec if isinstance(spec, str) else str(spec)
+    return any(part.strip(" []'\"") == "user" for part in text.split(","))

@@ -22,20 +22,27 @@ configuration.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 
 from ratelimit_mw import log
 from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine
-from ratelimit_mw.errors import ConfigError, PolicyError
-from ratelimit_mw.flask.access import FLASK_REQUEST
+from ratelimit_mw.errors import ConfigError
+from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN, warn_once
+from ratelimit_mw.flask.declarations import (
+    Declaration,
+    Declarations,
+    EndpointLimits,
+    KeyArg,
+    check_limits,
+    normalise_key,
+    view_name,
+)
 from ratelimit_mw.flask.exceptions import RateLimitExceeded
 
 __all__ = ["EXTENSION", "RateLimiter"]
@@ -47,7 +54,6 @@ G_DECISION = "ratelimit"
 _G_HEADERS = "_ratelimit_mw_headers"
 
 _T = TypeVar("_T")
-KeyArg = str | Sequence[Any] | Callable[..., Any] | None
 
 #: Config keys read by :meth:`RateLimiter.init_app`, and the option each fills.
 CONFIG_OPTIONS: dict[str, str] = {
@@ -62,80 +68,15 @@ CONFIG_OPTIONS: dict[str, str] = {
 }
 
 
-class _Declaration(NamedTuple):
-    """The limits one decorator (or a stack of them with one key) declares."""
-
-    name: str
-    limits: tuple[str, ...]
-    key: Any
-    cost: int
-
-
-class _EndpointLimits(NamedTuple):
-    """What applies to one endpoint: whether the YAML routes do, and the declared names."""
-
-    yaml: bool
-    names: tuple[str, ...]
-
-
-_ALL_YAML = _EndpointLimits(True, ())
-
-
 def _parse_enabled(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in ("0", "false", "no", "off"):
         return False
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+    if text in ("1", "true", "yes", "on", ""):  # set but empty: the default
         return True
-    if isinstance(value, int):
-        return bool(value)
     raise ConfigError(f"RATELIMIT_ENABLED must be a boolean (or true/false/1/0/yes/no/on/off), got {value!r}")
-
-
-def _view_name(obj: Any) -> str:
-    """The name a decorated view or view class is known by: ``module.name``.
-
-    ``__name__`` rather than ``__qualname__``, as flask-limiter does: ``as_view``
-    names every class-based view function after its endpoint, and decorators that use
-    ``functools.wraps`` (``login_required``) keep it, so the decorator order is free.
-    """
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__name__', type(obj).__name__)}"
-
-
-def _zero_arg_key(part: Any) -> Any:
-    """A key function taking no argument (flask-limiter's ``key_func`` style) gets a
-    one-argument wrapper: ours receive the request, and may ignore it."""
-    if not callable(part) or isinstance(part, str):
-        return part
-    try:
-        params = inspect.signature(part).parameters.values()
-    except (TypeError, ValueError):
-        return part
-    if any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params):
-        return part
-
-    @functools.wraps(part)
-    def with_request(request: Any) -> Any:
-        return part()
-
-    return with_request
-
-
-def _normalise_key(key: KeyArg) -> Any:
-    if isinstance(key, (list, tuple)):
-        return [_zero_arg_key(part) for part in key]
-    return _zero_arg_key(key)
-
-
-def _check_limits(name: str, limits: tuple[str, ...]) -> None:
-    """Parse the limits now, as the policy loader will, so a bad rate fails at import."""
-    from ratelimit_mw.policy.loader import load_policies
-
-    try:
-        load_policies({"version": 1, "routes": [{"match": "/", "limits": list(limits)}]}, env={})
-    except PolicyError as exc:
-        raise ConfigError(f"@limiter.limit on {name}: {exc.reason}") from None
 
 
 class AppLimits:
@@ -151,10 +92,10 @@ class AppLimits:
         self.engine = engine
         self.enabled = enabled
         self.router = engine.router(FLASK_REQUEST)
-        self._endpoints: dict[str | None, _EndpointLimits] = {}
+        self._endpoints: dict[str | None, EndpointLimits] = {}
         self._sleep = engine.limiter.sleep
 
-    def declare(self, declaration: _Declaration) -> None:
+    def declare(self, declaration: Declaration) -> None:
         self.engine.declare(  # type: ignore[attr-defined]
             declaration.name, list(declaration.limits), key=declaration.key, source="decorator",
             cost=declaration.cost,
@@ -164,11 +105,11 @@ class AppLimits:
     def forget_endpoints(self) -> None:
         self._endpoints = {}
 
-    def _endpoint(self, endpoint: str | None) -> _EndpointLimits:
+    def _endpoint(self, endpoint: str | None) -> EndpointLimits:
         """What applies to ``endpoint``: found once per endpoint, then remembered."""
         found = self._endpoints.get(endpoint)
         if found is None:
-            found = self.limiter.endpoint_limits(self.app, endpoint)
+            found = self.limiter.declarations.for_endpoint(self.app, endpoint)
             endpoints = self._endpoints
             if len(endpoints) < 4096:  # endpoints come from the app's code, but stay bounded
                 endpoints[endpoint] = found
@@ -259,12 +200,8 @@ class RateLimiter:
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
         self._options = options
         self._lock = threading.Lock()
-        #: view name -> (the function first decorated, its declarations)
-        self._views: dict[str, tuple[Any, list[_Declaration]]] = {}
-        #: blueprint (by identity) -> its declarations
-        self._blueprints: dict[int, list[_Declaration]] = {}
-        self._exempt_views: set[str] = set()
-        self._exempt_blueprints: set[int] = set()
+        #: What the decorators recorded (changed under the lock).
+        self.declarations = Declarations()
         self._apps: weakref.WeakSet[AppLimits] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
@@ -294,10 +231,10 @@ class RateLimiter:
             metrics.attach(engine)
         state = AppLimits(self, app, engine, enabled)
         with self._lock:
-            for declaration in self._declarations():
+            declarations = self.declarations.all()
+            for declaration in declarations:
                 state.declare(declaration)
             self._apps.add(state)
-            declarations = self._declarations()
         _warn_user_key(app, engine, declarations)
         app.extensions[EXTENSION] = state
         # First among the app's hooks: a hook that answers early (a login redirect)
@@ -350,27 +287,22 @@ class RateLimiter:
             ConfigError: a rate or key that does not parse (now, at import time).
         """
         items = (limits,) if isinstance(limits, str) else tuple(limits)
-        key = _normalise_key(key)
+        key = normalise_key(key)
 
         def decorate(target: _T) -> _T:
             from flask import Blueprint
 
-            if isinstance(target, Blueprint):
-                name = f"blueprint:{target.name}"
-                _check_limits(name, items)
-                self._add(self._blueprints.setdefault(id(target), []), name, items, key, cost)
-                return target
-            if not callable(target):
+            is_blueprint = isinstance(target, Blueprint)
+            if not is_blueprint and not callable(target):
                 raise ConfigError(f"@limiter.limit decorates a view, a view class or a blueprint, not {target!r}")
-            view = _view_name(target)
-            name = f"view:{view}"
-            _check_limits(name, items)
-            origin = inspect.unwrap(target)  # type: ignore[arg-type]
+            check_limits(f"blueprint {target.name!r}" if is_blueprint else view_name(target), items)  # type: ignore[attr-defined]
             with self._lock:
-                known = self._views.get(view)
-                if known is None or known[0] is not origin:  # a new function (an app factory's): start over
-                    known = self._views[view] = (origin, [])
-            self._add(known[1], name, items, key, cost)
+                if is_blueprint:
+                    declaration = self.declarations.add_blueprint(target, items, key, cost)
+                else:
+                    declaration = self.declarations.add_view(target, items, key, cost)
+                for state in list(self._apps):  # a decorator that ran after init_app
+                    state.declare(declaration)
             return target
 
         return decorate
@@ -381,69 +313,18 @@ class RateLimiter:
         from flask import Blueprint
 
         with self._lock:
-            if isinstance(target, Blueprint):
-                self._exempt_blueprints.add(id(target))
-            else:
-                self._exempt_views.add(_view_name(target))
+            self.declarations.exempt(target, isinstance(target, Blueprint))
             for state in list(self._apps):
                 state.forget_endpoints()
         return target
 
-    def _add(self, declarations: list[_Declaration], name: str, limits: tuple[str, ...], key: Any, cost: int) -> None:
-        """Join a stacked decorator with the same key and cost, else add a check; declare
-        it in every app already initialised."""
-        with self._lock:
-            for index, old in enumerate(declarations):
-                if old.key == key and old.cost == cost:
-                    declaration = declarations[index] = old._replace(limits=old.limits + limits)
-                    break
-            else:
-                suffix = f"#{len(declarations) + 1}" if declarations else ""
-                declaration = _Declaration(name + suffix, limits, key, cost)
-                declarations.append(declaration)
-            for state in list(self._apps):
-                state.declare(declaration)
 
-    def _declarations(self) -> list[_Declaration]:
-        found = [d for _, declarations in self._views.values() for d in declarations]
-        found += [d for declarations in self._blueprints.values() for d in declarations]
-        return found
-
-    def endpoint_limits(self, app: Flask, endpoint: str | None) -> _EndpointLimits:
-        """What applies to ``endpoint`` of ``app``: the YAML routes unless exempt, and
-        the declared limits of its view and blueprints (innermost first)."""
-        if endpoint is None:  # no view matched (404, 405): the YAML routes only
-            return _ALL_YAML
-        view = app.view_functions.get(endpoint)
-        names: list[str] = []
-        exempt = False
-        for obj in (view, getattr(view, "view_class", None)):
-            if obj is None:
-                continue
-            view_name = _view_name(obj)
-            exempt = exempt or view_name in self._exempt_views
-            names += [d.name for d in self._views.get(view_name, (None, []))[1]]
-        blueprint_names: list[str] = []
-        parts = endpoint.split(".")[:-1]
-        for end in range(len(parts), 0, -1):  # "outer.inner.view": inner first, then outer
-            blueprint = app.blueprints.get(".".join(parts[:end]))
-            if blueprint is None:
-                continue
-            exempt = exempt or id(blueprint) in self._exempt_blueprints
-            blueprint_names += [d.name for d in self._blueprints.get(id(blueprint), [])]
-        if exempt:
-            return _EndpointLimits(False, tuple(names))
-        return _EndpointLimits(True, tuple(names + blueprint_names))
-
-
-def _warn_user_key(app: Flask, engine: Engine, limiter_declarations: list[_Declaration]) -> None:
+def _warn_user_key(app: Flask, engine: Engine, declarations: list[Declaration]) -> None:
     """At start-up: a ``user`` key on an app that can never know users gets one warning."""
-    from ratelimit_mw.flask.access import HAS_FLASK_LOGIN, warn_once
-
     if HAS_FLASK_LOGIN:
         return  # the LoginManager may be set up after init_app: checked on first use
     specs = [route.key_spec for route in engine.policies.routes]
-    specs += [d.key for d in limiter_declarations]
+    specs += [d.key for d in declarations]
     if any(_names_user(spec) for spec in specs if spec is not None):
         warn_once(app, "flask-login is not installed")
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer, retry_after_seconds
-from ratelimit_mw.core.keys import VIEW_ACCESS, Access, KeyReader
+from ratelimit_mw.core.keys import NO_USER, VIEW_ACCESS, Access, KeyReader
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
 from ratelimit_mw.policy.model import Route
@@ -217,6 +217,8 @@ class Router:
         plans: dict[int, AnyPlan | None] = {}
         for entry in compiled.values():
             route = entry.route
+            if route.key.uses_user and access.user is NO_USER:
+                engine.warn_user_key(route)
             plans[id(route)] = Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
         for route in exempt:
             plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
@@ -294,6 +296,7 @@ class Engine:
         self.header_names: frozenset[str] = frozenset()
         self.raw_header_names: frozenset[bytes] = frozenset()
         self._routers: dict[tuple[int, bool], Router] = {}
+        self._user_warned: set[str] = set()
         self._policies: Any = None
         self._compiled: dict[int, _Compiled] = {}
         self._exempt: list[Route] = []
@@ -368,6 +371,16 @@ class Engine:
             policy=route.policy, limit=decision.rule.name if decision.rule else None,
             retry_after=round(decision.retry_after, 3), shadow=route.shadow,
         )
+
+    def warn_user_key(self, route: Route) -> None:
+        """Log once per route that its ``user`` key can never be read by a protocol
+        (plain WSGI, request views): its requests fall to the next key of the chain."""
+        if route.template in self._user_warned:
+            return
+        self._user_warned.add(route.template)
+        log.logger.warning(log.USER_KEY_UNAVAILABLE, route=route.template, key=route.key_spec,
+                           detail="this protocol knows no users; the next key of the chain (or the "
+                                  "shared anonymous bucket) limits these requests")
 
     @staticmethod
     def key_error_reporter(route: Route) -> Callable[[str, Exception], None]:

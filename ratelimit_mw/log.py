@@ -36,6 +36,7 @@ __all__ = [
     "DenialLog",
     "INTERNAL_ERROR",
     "KEY_ERROR",
+    "USER_KEY_UNAVAILABLE",
     "OUTBOUND_PAUSED",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
@@ -55,6 +56,8 @@ BREAKER_CLOSED = "breaker_closed"
 INTERNAL_ERROR = "internal_error"
 #: A key function raised; the request was limited by the next key or the shared bucket.
 KEY_ERROR = "key_error"
+#: A route keys by ``user`` on a protocol that never knows users: the next key decides.
+USER_KEY_UNAVAILABLE = "user_key_unavailable"
 POLICIES_RELOADED = "policies_reloaded"
 POLICIES_RELOAD_FAILED = "policies_reload_failed"
 #: A remote API asked an outbound rule to pause (Retry-After, RateLimit, X-RateLimit-*).

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ratelimit_mw.core.keys import Access
+from ratelimit_mw.core.keys import Access, UserUnavailable
 
 __all__ = ["ENVIRON", "SCOPE", "ASGIRequest", "WSGIRequest", "cookie_value", "environ_key", "route_path",
            "wsgi_path"]
@@ -222,6 +222,25 @@ def _environ_header(name: str) -> Callable[[Any], str | None]:
     return partial(_environ_value, environ_key(name))
 
 
+def _scope_user(scope: Mapping[str, Any]) -> object | None:
+    """The identity of ``scope["user"]`` (Starlette's AuthenticationMiddleware sets it):
+    ``identity``, else ``display_name``; ``None`` for an unauthenticated user."""
+    try:
+        user = scope["user"]
+    except KeyError:
+        raise UserUnavailable(
+            "the ASGI scope has no 'user': add Starlette's AuthenticationMiddleware in front of "
+            "the rate limiter, or give the dependency a key (key=Depends(current_user))"
+        ) from None
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        identity: object = user.identity
+    except NotImplementedError:  # starlette's SimpleUser names itself by display_name only
+        identity = getattr(user, "display_name", None)
+    return identity
+
+
 #: The accessors the adapters bind keys to.
-SCOPE = Access(_scope_peer, _scope_header, ASGIRequest, ASGIRequest)
+SCOPE = Access(_scope_peer, _scope_header, ASGIRequest, ASGIRequest, _scope_user)
 ENVIRON = Access(_environ_peer, _environ_header, WSGIRequest, WSGIRequest)

@@ -39,6 +39,7 @@ spec                   key
 ``query:api_key``      ``query:api_key:<value>``
 ``cookie:session``     ``cookie:session:<value>``
 ``call:pkg.mod:func``  ``call:pkg.mod:func:<value>``
+``user``               ``user:<id>`` (absent when anonymous)
 a Python callable      ``call:<module>:<qualname>:<value>``
 nothing present        ``anonymous``
 a key function raised  ``unidentified`` (when no later part is present)
@@ -72,12 +73,12 @@ from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.types import RequestView
 
 __all__ = [
-    "ANONYMOUS", "FORWARDED_HEADERS", "KEY_KINDS", "UNIDENTIFIED", "VIEW_ACCESS", "Access", "ClientIP", "KeyReader",
-    "KeySpec", "OnKeyError", "compile_key",
+    "ANONYMOUS", "FORWARDED_HEADERS", "KEY_KINDS", "NO_USER", "UNIDENTIFIED", "VIEW_ACCESS", "Access", "ClientIP",
+    "KeyReader", "KeySpec", "OnKeyError", "UserUnavailable", "compile_key",
 ]
 
 #: Spec kinds accepted by :func:`compile_key` (``kind`` or ``kind:argument``).
-KEY_KINDS: tuple[str, ...] = ("ip", "global", "header", "query", "cookie", "call")
+KEY_KINDS: tuple[str, ...] = ("ip", "global", "header", "query", "cookie", "call", "user")
 
 #: Headers :class:`ClientIP` can read the client from. All but ``forwarded``
 #: (RFC 7239) are comma-separated address lists like ``X-Forwarded-For``.
@@ -108,6 +109,16 @@ UNKNOWN_PEER = "unknown"
 _FAILED: Any = object()
 
 
+class UserUnavailable(LookupError):
+    """Raised by an :attr:`Access.user` reader when the request carries no user at all
+    (no authentication configured), as opposed to an anonymous user (``None``)."""
+
+
+def NO_USER(source: Any) -> object | None:
+    """The user reader of a protocol that can never know users (plain WSGI, views)."""
+    return None
+
+
 class Access(NamedTuple):
     """How keys read one protocol's request object (the ``source``).
 
@@ -123,12 +134,17 @@ class Access(NamedTuple):
         view: ``source ->`` a :class:`~ratelimit_mw.types.RequestView`, for the rarer
             reads (every value of a forwarded header, a query parameter, a cookie).
         request: ``source ->`` what a key function receives.
+        user: ``source ->`` the authenticated user's identifier (a primary key, an
+            identity), or ``None`` when the request is anonymous; it may raise
+            :class:`UserUnavailable` when no authentication is configured at all.
+            :data:`NO_USER` (the default) marks a protocol that never knows users.
     """
 
     peer: Callable[[Any], Any]
     header: Callable[[str], Callable[[Any], str | None]]
     view: Callable[[Any], RequestView]
     request: Callable[[Any], Any]
+    user: Callable[[Any], object | None] = NO_USER
 
 
 _MAX_VALUE = 1024  # characters of a raw value kept verbatim in a key
@@ -548,6 +564,36 @@ def _callable_part(func: Callable[[Any], object], label: str, text: str) -> _Par
     return _Part(bind, text)
 
 
+USER_PREFIX = "user:"
+
+
+def _user_bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
+    """``user:<id>``, absent for anonymous requests. No authentication configured is
+    reported once per binding (the app's set-up, not the client's doing) and the
+    request falls to the next part of the chain: limited, never a 500."""
+    user_of = access.user
+    reported: list[bool] = []
+
+    def user_key(source: Any) -> str | None:
+        try:
+            value = user_of(source)
+        except UserUnavailable as exc:
+            if not reported:
+                reported.append(True)
+                on_error("user", exc)
+            return absent  # type: ignore[no-any-return]
+        except Exception as exc:  # a user object whose identity raises: the app's bug
+            on_error("user", exc)
+            return failed  # type: ignore[no-any-return]
+        key = _present(USER_PREFIX, value)
+        return absent if key is None else key
+
+    return user_key
+
+
+_USER_PART_TEXT = "user"
+
+
 def _ip_part(client_ip: ClientIP) -> _Part:
     def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
         return client_ip.reader(access, "ip:")
@@ -594,9 +640,11 @@ def _compile_text(spec: str, get_client_ip: Callable[[], ClientIP]) -> _Part:
             f"unknown key kind {kind!r} in {spec!r}{_suggest(kind, KEY_KINDS)}; "
             f"expected one of: {', '.join(KEY_KINDS)}"
         )
-    if kind in ("ip", "global"):
+    if kind in ("ip", "global", "user"):
         if sep:
             raise ConfigError(f"key {spec!r}: {kind!r} takes no argument; write just {kind!r}")
+        if kind == "user":
+            return _Part(_user_bind, _USER_PART_TEXT)
         return _ip_part(get_client_ip()) if kind == "ip" else _GLOBAL_PART
     if not arg:
         example = {"header": "header:X-API-Key", "query": "query:api_key", "cookie": "cookie:session"}
@@ -639,10 +687,13 @@ class KeySpec:
     :class:`~ratelimit_mw.types.RequestView` is the same key, read through the view.
     """
 
-    __slots__ = ("parts", "text", "_view")
+    __slots__ = ("parts", "text", "_view", "uses_user")
 
     def __init__(self, parts: Sequence[_Part]) -> None:
         self.parts = tuple(parts)
+        #: A ``user`` part is in the chain: binding it to an Access whose ``user`` is
+        #: :data:`NO_USER` deserves a warning (the engine logs it).
+        self.uses_user = any(part.text == _USER_PART_TEXT for part in self.parts)
         self.text = self.parts[0].text if len(self.parts) == 1 else "[" + ", ".join(p.text for p in self.parts) + "]"
         self._view: KeyReader | None = None
 
@@ -696,7 +747,8 @@ def compile_key(
     never "no limit". See the module docstring for the key strings produced.
 
     Args:
-        spec: ``"ip"``, ``"global"``, ``"header:NAME"``, ``"query:NAME"``,
+        spec: ``"ip"``, ``"global"``, ``"user"`` (the authenticated user, read
+            through :attr:`Access.user`), ``"header:NAME"``, ``"query:NAME"``,
             ``"cookie:NAME"``, ``"call:package.module:function"`` (imported now), a
             callable ``f(request) -> str | None``, or a list/tuple of these.
         client_ip: the resolver behind ``ip`` parts, carrying the trusted proxies;

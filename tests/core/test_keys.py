@@ -115,7 +115,7 @@ def test_spec_kinds(spec: str, request_: FakeRequest, expected: str) -> None:
 
 
 def test_key_kinds_constant() -> None:
-    assert KEY_KINDS == ("ip", "global", "header", "query", "cookie", "call")
+    assert KEY_KINDS == ("ip", "global", "header", "query", "cookie", "call", "user")
 
 
 def test_direct_callables() -> None:

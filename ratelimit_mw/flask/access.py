@@ -12,11 +12,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ratelimit_mw import log
-from ratelimit_mw.core.keys import Access
+from ratelimit_mw.core.keys import Access, UserUnavailable
 from ratelimit_mw.requestview import WSGIRequest, environ_key
 
-__all__ = ["FLASK_REQUEST", "HAS_FLASK_LOGIN", "login_user_id", "warn_once"]
+__all__ = ["FLASK_REQUEST", "HAS_FLASK_LOGIN", "login_user_id"]
 
 try:  # flask-login is optional: without it nobody is ever authenticated
     from flask_login import current_user as _current_user
@@ -26,43 +25,27 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 #: Whether flask-login is importable (the ``user`` key can see users at all).
 HAS_FLASK_LOGIN = _current_user is not None
 
-#: Apps already warned that the ``user`` key cannot see users (one line per app).
-_warned: set[int] = set()
-
-
-def warn_once(app: Any, reason: str) -> None:
-    """Say once per app why its ``user`` key never sees a user."""
-    if id(app) in _warned:
-        return
-    _warned.add(id(app))
-    log.logger.warning("user_key_unavailable", integration="flask", app=getattr(app, "name", "?"), reason=reason)
-
 
 def login_user_id(request: Any) -> object | None:
-    """flask-login's authenticated user's ``get_id()``, or ``None`` (anonymous, or no flask-login).
+    """flask-login's authenticated user's ``get_id()``, or ``None`` when anonymous.
 
-    Without flask-login, or on an app with no ``LoginManager``, the ``user`` key is
-    absent for every request: the next entry of the key chain decides, and one
-    warning says why. A ``user_loader`` that raises counts as anonymous too (the
-    request stays limited by the next entry), and is reported as a key error.
+    Without flask-login, or on an app with no ``LoginManager``, no request can carry
+    a user: :class:`~ratelimit_mw.core.keys.UserUnavailable` says why (reported once
+    per route), and the next entry of the key chain decides. A ``user_loader`` that
+    raises is the app's bug: reported, and the request is limited by the next entry.
     """
+    if _current_user is None:
+        raise UserUnavailable("flask-login is not installed: the 'user' key never sees a user")
     from flask import current_app
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if _current_user is None:
-        warn_once(app, "flask-login is not installed")
+    if getattr(current_app, "login_manager", None) is None:
+        raise UserUnavailable(
+            "the app has no flask_login.LoginManager (LoginManager(app) or login_manager.init_app(app)): "
+            "the 'user' key never sees a user"
+        )
+    if not _current_user.is_authenticated:
         return None
-    if getattr(app, "login_manager", None) is None:
-        warn_once(app, "the app has no flask_login.LoginManager")
-        return None
-    try:
-        if not _current_user.is_authenticated:
-            return None
-        return _current_user.get_id()  # type: ignore[no-any-return]
-    except Exception as exc:  # the app's user loader failed: still limited, by the next entry
-        log.logger.error(log.KEY_ERROR, route="<flask user>", key_function="flask_login.current_user",
-                         error=type(exc).__name__, detail=str(exc)[:200])
-        return None
+    return _current_user.get_id()  # type: ignore[no-any-return]
 
 
 def _peer(request: Any) -> Any:
@@ -87,5 +70,4 @@ def _same(request: Any) -> Any:
 
 
 #: Access over ``flask.Request``: what the extension binds keys to.
-_READERS: tuple[Any, ...] = (_peer, _header, _view, _same, login_user_id)
-FLASK_REQUEST = Access(*_READERS[: len(Access._fields)])
+FLASK_REQUEST = Access(_peer, _header, _view, _same, login_user_id)

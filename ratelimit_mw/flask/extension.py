@@ -33,7 +33,7 @@ from flask import Flask, Response, current_app, g, request
 from ratelimit_mw import log
 from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine
 from ratelimit_mw.errors import ConfigError
-from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN, warn_once
+from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
 from ratelimit_mw.flask.declarations import (
     Declaration,
     Declarations,
@@ -320,13 +320,19 @@ class RateLimiter:
 
 
 def _warn_user_key(app: Flask, engine: Engine, declarations: list[Declaration]) -> None:
-    """At start-up: a ``user`` key on an app that can never know users gets one warning."""
+    """At start-up: a ``user`` key where flask-login is not installed gets one warning.
+
+    (With flask-login installed, the ``LoginManager`` may be set up after
+    ``init_app``: a missing one is reported on first use, once per route.)
+    """
     if HAS_FLASK_LOGIN:
-        return  # the LoginManager may be set up after init_app: checked on first use
-    specs = [route.key_spec for route in engine.policies.routes]
-    specs += [d.key for d in declarations]
-    if any(_names_user(spec) for spec in specs if spec is not None):
-        warn_once(app, "flask-login is not installed")
+        return
+    specs = [(route.template, route.key_spec) for route in engine.policies.routes]
+    specs += [(d.name, d.key) for d in declarations]
+    for name, spec in specs:
+        if spec is not None and _names_user(spec):
+            log.logger.warning(log.USER_KEY_UNAVAILABLE, route=name, key=str(spec), app=app.name,
+                               detail="flask-login is not installed: the next entry of the key chain limits")
 
 
 def _names_user(spec: Any) -> bool:

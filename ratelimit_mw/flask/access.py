@@ -49,7 +49,14 @@ def login_user_id(request: Any) -> object | None:
 
 
 def _peer(request: Any) -> Any:
-    return request.environ.get("REMOTE_ADDR")
+    """The transport peer, as the server gave it: werkzeug's ``ProxyFix`` rewrites
+    ``REMOTE_ADDR`` for the app and keeps the original, which is what the limiter's
+    own ``trusted_proxies`` walk starts from (one place decides whom to believe)."""
+    environ = request.environ
+    original = environ.get("werkzeug.proxy_fix.orig")
+    if original is not None:
+        return original.get("REMOTE_ADDR")
+    return environ.get("REMOTE_ADDR")
 
 
 def _environ_value(key: str, request: Any) -> str | None:

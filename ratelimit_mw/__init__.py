@@ -6,7 +6,7 @@ are imported only by the modules that use them).
 
 from ratelimit_mw.asgi import RateLimitMiddleware
 from ratelimit_mw.core.decision import Decision
-from ratelimit_mw.core.rates import Rule, parse_rate
+from ratelimit_mw.core.rates import Rule, parse_rate, parse_rates
 from ratelimit_mw.engine import Engine
 from ratelimit_mw.errors import (
     BackendError,
@@ -40,4 +40,5 @@ __all__ = [
     "__version__",
     "load_policies",
     "parse_rate",
+    "parse_rates",
 ]

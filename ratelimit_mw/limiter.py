@@ -34,7 +34,7 @@ from ratelimit_mw.breaker import CircuitBreaker
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
 from ratelimit_mw.core.quota import Quota, make_quota
-from ratelimit_mw.core.rates import Rule, parse_rate, rule_from_mapping
+from ratelimit_mw.core.rates import Rule, parse_rate, parse_rates, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, RateLimitExceeded
 from ratelimit_mw.observe import Observer
 
@@ -184,9 +184,12 @@ class Limiter:
         """Bind ``limits`` to ``scope``; cached, so passing strings each call is cheap."""
         if isinstance(limits, Quota):
             return limits
-        if isinstance(limits, (Rule, str)):
-            return make_quota((_to_rule(limits),), scope)
-        return make_quota(tuple(_to_rule(x) for x in limits), scope)
+        if isinstance(limits, Rule):
+            return make_quota((limits,), scope)
+        if isinstance(limits, str):  # "1/second;5/minute" is two limits
+            return make_quota(parse_rates(limits), scope)
+        return make_quota(tuple(r for x in limits for r in (parse_rates(x) if isinstance(x, str) else (_to_rule(x),))),
+                          scope)
 
     def hash_key(self, key: str) -> str:
         """The keyed BLAKE2b hash under which ``key`` is stored in Redis and logged.

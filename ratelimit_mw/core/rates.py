@@ -11,6 +11,11 @@ Accepted text forms::
     1000/day    10/second; burst=40   10/second; burst_multiplier=1.5
     10/second; name=burst; algorithm=leaky_bucket; max_delay=500ms
 
+several limits in one string, as in the ``limits`` library and flask-limiter
+(:func:`parse_rates`; options apply to the limit before them)::
+
+    1/second;5/minute   10/second, 1000/day   10/second; burst=40; 500/hour
+
 and the mapping form ``{limit: 100, period: 60, burst: 150}`` (aliases from older
 configs: ``requests``, ``window``/``window_size``/``window_seconds``, ``burst_size``,
 ``requests_per_second``).
@@ -37,6 +42,7 @@ __all__ = [
     "Rule",
     "parse_duration",
     "parse_rate",
+    "parse_rates",
     "rule_from_mapping",
 ]
 
@@ -285,6 +291,35 @@ def parse_rate(text: str, algorithm: str | None = None) -> Rule:
             )
         options[key] = value.strip()
     return _build(limit, period, options, algorithm)
+
+
+@lru_cache(maxsize=1024)
+def parse_rates(text: str, algorithm: str | None = None) -> tuple[Rule, ...]:
+    """Parse ``"1/second;5/minute"`` (``;`` or ``,`` between them) into several rules.
+
+    A part holding ``=`` is an option of the limit before it (``10/second; burst=40``
+    stays one limit); any other part starts a new limit. One limit gives a 1-tuple.
+
+    Raises:
+        ConfigError: a part is neither a rate nor an option, or an option comes first.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"a rate must be a string such as '10/second', got {text!r}")
+    groups: list[list[str]] = []
+    for part in re.split(r"[;,]", text):
+        if not part.strip():
+            continue
+        if "=" in part:
+            if not groups:
+                raise ConfigError(f"invalid rate {text!r}: option {part.strip()!r} comes before any rate")
+            groups[-1].append(part.strip())
+        else:
+            groups.append([part.strip()])
+    if not groups:
+        raise ConfigError(f"invalid rate {text!r}; expected e.g. '10/second', '100 per minute', '5/10s'")
+    if len(groups) == 1:
+        return (parse_rate(text, algorithm),)
+    return tuple(parse_rate("; ".join(group), algorithm) for group in groups)
 
 
 _MAPPING_ALIASES = {

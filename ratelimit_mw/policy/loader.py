@@ -37,7 +37,7 @@ from ratelimit_mw.core.keys import FORWARDED_HEADERS, ClientIP, compile_key
 from ratelimit_mw.core.rates import (
     _MAPPING_ALIASES,  # the rate-mapping field names, for "did you mean" hints
     Rule,
-    parse_rate,
+    parse_rates,
     rule_from_mapping,
 )
 from ratelimit_mw.errors import ConfigError, PolicyError
@@ -349,15 +349,17 @@ class _Builder:
         self.keys[spec] = func
         return func
 
-    def _rule(self, entry: Any, path: FieldPath, algorithm: str, route: RouteRef | None) -> Rule:
+    def _rule(self, entry: Any, path: FieldPath, algorithm: str, route: RouteRef | None) -> tuple[Rule, ...]:
+        """One entry of ``limits``: a mapping, or a string of one or more limits
+        (``"1/second;5/minute"``)."""
         try:
             if isinstance(entry, str):
-                return parse_rate(entry, algorithm)
+                return parse_rates(entry, algorithm)
             for field in entry:
                 if field not in _MAPPING_ALIASES:
                     hint = suggest(str(field), _MAPPING_ALIASES) or f" (known: {', '.join(_MAPPING_ALIASES)})"
                     self.check.fail((*path, str(field)), f"unknown rate field {field!r}{hint}", route)
-            return rule_from_mapping(entry, algorithm)
+            return (rule_from_mapping(entry, algorithm),)
         except ConfigError as exc:
             if isinstance(exc, PolicyError):
                 raise
@@ -368,14 +370,14 @@ class _Builder:
         parsed: list[tuple[Rule, FieldPath, bool]] = []
         signatures: dict[str, FieldPath] = {}
         for entry, path in entries:
-            rule = self._rule(entry, path, algorithm, route)
-            if rule.signature in signatures:
-                self.check.fail(
-                    path, f"duplicate limit {str(rule)!r}: same as {format_path(signatures[rule.signature])}",
-                    route,
-                )
-            signatures[rule.signature] = path
-            parsed.append((rule, path, rule.name != replace(rule, name="").name))
+            for rule in self._rule(entry, path, algorithm, route):
+                if rule.signature in signatures:
+                    self.check.fail(
+                        path, f"duplicate limit {str(rule)!r}: same as {format_path(signatures[rule.signature])}",
+                        route,
+                    )
+                signatures[rule.signature] = path
+                parsed.append((rule, path, rule.name != replace(rule, name="").name))
         used: dict[str, FieldPath] = {}
         for rule, path, explicit in parsed:
             if explicit:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ratelimit_mw.core.rates import _MAPPING_ALIASES, Rule, parse_rate, rule_from_mapping
+from ratelimit_mw.core.rates import _MAPPING_ALIASES, Rule, parse_rates, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, PolicyError
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
 from ratelimit_mw.policy.paths import PathPattern, compile_template
@@ -197,11 +197,11 @@ def _parse_rule(
     for item, where in limit_items:
         try:
             if isinstance(item, Rule):
-                rule = item
-            elif isinstance(item, str):
-                rule = parse_rate(item, algorithm)
+                found: tuple[Rule, ...] = (item,)
+            elif isinstance(item, str):  # "1/second;5/minute" is two limits
+                found = parse_rates(item, algorithm)
             elif isinstance(item, Mapping):
-                rule = rule_from_mapping(item, algorithm)
+                found = (rule_from_mapping(item, algorithm),)
             else:
                 fail(where, f"expected a rate such as '3000/minute', got {item!r}")
         except ConfigError as exc:
@@ -210,9 +210,10 @@ def _parse_rule(
             if item is rate_fields:  # the seeds' form: point at the field (window...) at fault
                 where = _rate_field_at_fault(options, str(exc))
             fail(where, str(exc))
-        if any(r.signature == rule.signature for r in rules):
-            fail(where, f"duplicate limit {str(rule)!r}")
-        rules.append(rule)
+        for rule in found:
+            if any(r.signature == rule.signature for r in rules):
+                fail(where, f"duplicate limit {str(rule)!r}")
+            rules.append(rule)
     if "host" in options:
         if host is not None:
             fail(("host",), "the rule's key already names a host; give it once")

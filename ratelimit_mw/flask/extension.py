@@ -102,6 +102,9 @@ class AppLimits:
         )
         self._endpoints = {}
 
+    def _unmatched(self) -> Any:
+        return self.engine.policies.unmatched
+
     def forget_endpoints(self) -> None:
         self._endpoints = {}
 
@@ -129,7 +132,9 @@ class AppLimits:
             plan = router.routes.get(path, NO_METHODS).get(req.method, MISS)
             if plan is MISS:
                 plan = router.plan(req.method, path)
-            if plan is not None:
+            # ``unmatched:`` is the default for views without limits of their own, as
+            # flask-limiter's default_limits: a view that declares its limits skips it.
+            if plan is not None and not (applies.names and getattr(plan, "route", None) is self._unmatched()):
                 best = self._decide(plan, req, best)
         for name in applies.names:
             plan = router.named(name)  # type: ignore[attr-defined]

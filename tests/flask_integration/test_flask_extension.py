@@ -1,0 +1,317 @@
+"""The Flask extension on real Flask apps with flask-login: users log in through a
+login view and Flask's session cookie, and each request goes through Flask's test
+client (the whole WSGI app: context, hooks, error handlers)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask, Response
+from flask.testing import FlaskClient
+
+from ratelimit_mw import ConfigError, PolicyError
+from ratelimit_mw.flask import EXTENSION, RateLimiter, RateLimitExceeded
+from ratelimit_mw.testing import FakeClock
+from tests.flask_integration.flask_apps import create_app, limiter
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app(clock: FakeClock) -> Flask:
+    return create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+
+
+def client_for(app: Flask, user: str | None = None, ip: str = "198.51.100.1") -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    if user is not None:
+        assert client.post("/login", data={"user": user}).status_code == 200
+    return client
+
+
+def statuses(client: FlaskClient, path: str, n: int) -> list[int]:
+    return [client.get(path).status_code for _ in range(n)]
+
+
+# -- users ---------------------------------------------------------------------------
+
+
+def test_user_a_exhausts_the_limit_while_user_b_and_anonymous_ips_keep_theirs(app: Flask) -> None:
+    # alice and bob share one IP (an office NAT): only the user key keeps them apart
+    alice, bob = client_for(app, "alice"), client_for(app, "bob")
+    anon1, anon2 = client_for(app, ip="203.0.113.7"), client_for(app, ip="203.0.113.8")
+    assert statuses(alice, "/search", 4) == [200, 200, 200, 429]
+    assert statuses(bob, "/search", 3) == [200, 200, 200]
+    assert statuses(anon1, "/search", 3) == [200, 200, 200]
+    assert anon1.get("/search").status_code == 429
+    assert anon2.get("/search").status_code == 200
+    assert alice.get("/search").status_code == 429
+
+
+def test_a_logged_out_user_is_counted_by_ip(app: Flask) -> None:
+    alice = client_for(app, "alice", ip="203.0.113.9")
+    assert statuses(alice, "/search", 3) == [200, 200, 200]
+    alice.post("/logout")
+    assert statuses(alice, "/search", 3) == [200, 200, 200]  # a fresh bucket: ip:203.0.113.9
+    assert alice.get("/search").status_code == 429
+
+
+def test_the_user_key_works_in_yaml_routes_too(app: Flask) -> None:
+    alice, bob = client_for(app, "alice"), client_for(app, "bob")
+    assert statuses(alice, "/reports", 4) == [200, 200, 200, 429]
+    assert bob.get("/reports").status_code == 200
+
+
+def test_the_decision_is_on_g(app: Flask) -> None:
+    alice = client_for(app, "alice")
+    assert [alice.get("/search").get_json()["remaining"] for _ in range(3)] == [2, 1, 0]
+    assert alice.get("/search").status_code == 429
+    assert client_for(app).get("/health").get_json() is None  # exempt: g.ratelimit is None, no error
+
+
+# -- the 429 ---------------------------------------------------------------------------
+
+
+def test_the_429_is_problem_json_with_every_header(app: Flask) -> None:
+    alice = client_for(app, "alice")
+    ok = alice.get("/search")
+    assert ok.headers["X-RateLimit-Limit"] == "3" and ok.headers["X-RateLimit-Remaining"] == "2"
+    assert "RateLimit-Policy" in ok.headers and "RateLimit" in ok.headers
+    statuses(alice, "/search", 2)
+    denied = alice.get("/search")
+    assert denied.status_code == 429
+    assert denied.headers["Content-Type"] == PROBLEM
+    assert denied.headers["X-RateLimit-Remaining"] == "0"
+    assert int(denied.headers["Retry-After"]) >= 1
+    assert denied.headers["Cache-Control"] == "no-store"
+    assert denied.headers.getlist("Retry-After") == [denied.headers["Retry-After"]]  # added once
+    body = json.loads(denied.data)
+    assert body["status"] == 429 and body["type"].endswith("quota-exceeded")
+
+
+def test_an_errorhandler_renders_the_429_and_the_headers_are_still_added(clock: FakeClock) -> None:
+    app = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+    seen: list[RateLimitExceeded] = []
+
+    @app.errorhandler(429)
+    def too_many(exc: Any) -> tuple[str, int]:
+        seen.append(exc)
+        return f"<h1>Slow down</h1><p>{exc.decision.limit} per minute</p>", 429
+
+    alice = client_for(app, "alice")
+    statuses(alice, "/search", 3)
+    denied = alice.get("/search")
+    assert denied.status_code == 429
+    assert denied.data == b"<h1>Slow down</h1><p>3 per minute</p>"
+    assert denied.headers["Content-Type"].startswith("text/html")
+    assert int(denied.headers["Retry-After"]) >= 1 and denied.headers["X-RateLimit-Remaining"] == "0"
+    assert isinstance(seen[0], RateLimitExceeded) and not seen[0].decision.allowed
+
+
+def test_the_limit_refills_with_time(app: Flask, clock: FakeClock) -> None:
+    alice = client_for(app, "alice")
+    assert statuses(alice, "/search", 4) == [200, 200, 200, 429]
+    clock.advance(20.0)  # 3/minute: one request back every 20 s
+    assert statuses(alice, "/search", 2) == [200, 429]
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_ratelimit_enabled_false_disables_every_limit() -> None:
+    app = create_app(RATELIMIT_ENABLED=False)
+    alice = client_for(app, "alice")
+    answers = [alice.get(path) for path in ("/search", "/reports", "/api/a") for _ in range(12)]
+    assert {r.status_code for r in answers} == {200}
+    assert not any("X-RateLimit-Limit" in r.headers for r in answers)
+
+
+def test_two_apps_from_one_factory_keep_their_own_counts_and_config(clock: FakeClock) -> None:
+    first = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+    second = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+    off = create_app(RATELIMIT_ENABLED="false")
+    assert statuses(client_for(first, "alice"), "/search", 4) == [200, 200, 200, 429]
+    assert statuses(client_for(second, "alice"), "/search", 3) == [200, 200, 200]
+    assert statuses(client_for(off, "alice"), "/search", 5) == [200] * 5
+    assert first.extensions[EXTENSION].engine is not second.extensions[EXTENSION].engine
+
+
+def test_an_invalid_policy_document_fails_init_app_with_line_and_field() -> None:
+    with pytest.raises(PolicyError) as info:
+        create_app(RATELIMIT_POLICIES="version: 1\nroutes:\n  - match: /x\n    limits: [\"ten per fortnight\"]\n")
+    assert info.value.line == 4 and info.value.field == "routes[0].limits[0]"
+
+
+def test_an_invalid_enabled_value_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="RATELIMIT_ENABLED"):
+        create_app(RATELIMIT_ENABLED="perhaps")
+
+
+def test_a_decorator_rate_that_does_not_parse_fails_at_decoration() -> None:
+    local = RateLimiter()
+    with pytest.raises(ConfigError) as info:
+
+        @local.limit("5 per fortnight")
+        def greedy() -> str:
+            return "x"
+
+    assert "greedy" in str(info.value) and "fortnight" in str(info.value)
+
+
+def test_decorators_without_policies_need_no_policy_file(clock: FakeClock) -> None:
+    local = RateLimiter(clock=clock)
+    app = Flask("decorators_only")
+
+    @app.get("/ping")
+    @local.limit("2/minute", key="ip")
+    def ping() -> str:
+        return "pong"
+
+    @app.get("/free")
+    def free() -> str:
+        return "free"
+
+    local.init_app(app)
+    client = client_for(app)
+    assert statuses(client, "/ping", 3) == [200, 200, 429]
+    assert statuses(client, "/free", 5) == [200] * 5
+
+
+# -- blueprints and exemptions -----------------------------------------------------------
+
+
+def test_a_blueprint_limit_is_one_bucket_over_its_views_and_exempt_views_skip_it(app: Flask) -> None:
+    alice = client_for(app, "alice")
+    assert [alice.get(p).status_code for p in ("/api/a", "/api/b", "/api/a", "/api/b")] == [200, 200, 429, 429]
+    assert statuses(alice, "/api/open", 5) == [200] * 5
+    assert "X-RateLimit-Limit" not in alice.get("/api/open").headers
+    assert client_for(app, "bob").get("/api/b").status_code == 200
+
+
+def test_the_yaml_route_and_the_decorator_both_apply_and_the_stricter_headers_win(app: Flask) -> None:
+    alice = client_for(app, "alice")
+    first = alice.get("/both")
+    assert first.headers["X-RateLimit-Limit"] == "2" and first.headers["X-RateLimit-Remaining"] == "1"
+    assert statuses(alice, "/both", 2) == [200, 429]  # the decorator's 2/minute denies first
+
+
+def test_an_exempt_blueprint_skips_the_yaml_routes(clock: FakeClock) -> None:
+    app = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock},
+                     RATELIMIT_POLICIES={"version": 1, "unmatched": {"limits": ["1/minute"], "key": "ip"}})
+    client = client_for(app)
+    assert statuses(client, "/quiet/x", 4) == [200] * 4
+    assert statuses(client, "/reports", 2) == [200, 429]  # the unmatched limit applies elsewhere
+
+
+# -- bad input never becomes a 500 ---------------------------------------------------------
+
+
+def _boom(request: Any) -> str:
+    raise RuntimeError("the key function's bug")
+
+
+def test_a_key_function_that_raises_still_limits_and_is_reported(clock: FakeClock,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    local = RateLimiter(clock=clock)
+    app = Flask("raising_key")
+
+    @app.get("/k")
+    @local.limit("2/minute", key=_boom)
+    def k() -> str:
+        return "k"
+
+    local.init_app(app)
+    with caplog.at_level(logging.ERROR, logger="ratelimit_mw"):
+        assert statuses(client_for(app), "/k", 3) == [200, 200, 429]  # the shared "unidentified" bucket
+    assert any("key_error" in r.getMessage() and "RuntimeError" in r.getMessage() for r in caplog.records)
+
+
+def test_key_functions_get_the_flask_request_or_nothing(clock: FakeClock) -> None:
+    local = RateLimiter(clock=clock)
+    app = Flask("key_functions")
+    seen: list[Any] = []
+
+    def by_tenant(req: Any) -> str:
+        seen.append(req)
+        return str(req.headers.get("X-Tenant", ""))
+
+    def by_tenant_flask_limiter_style() -> str:
+        from flask import request
+
+        return str(request.headers.get("X-Tenant", ""))
+
+    @app.get("/a")
+    @local.limit("1/minute", key=by_tenant)
+    def a() -> str:
+        return "a"
+
+    @app.get("/b")
+    @local.limit("1/minute", key=by_tenant_flask_limiter_style)
+    def b() -> str:
+        return "b"
+
+    local.init_app(app)
+    client = client_for(app)
+    for path in ("/a", "/b"):
+        assert client.get(path, headers={"X-Tenant": "t1"}).status_code == 200
+        assert client.get(path, headers={"X-Tenant": "t1"}).status_code == 429
+        assert client.get(path, headers={"X-Tenant": "t2"}).status_code == 200
+    from flask import Request
+
+    assert isinstance(seen[0], Request)
+
+
+def test_a_user_key_without_a_login_manager_warns_and_limits_by_the_next_entry(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    local = RateLimiter(clock=clock)
+    app = Flask("no_login_manager")
+
+    @app.get("/u")
+    @local.limit("2/minute", key=["user", "ip"])
+    def u() -> str:
+        return "u"
+
+    local.init_app(app)
+    with caplog.at_level(logging.WARNING, logger="ratelimit_mw"):
+        assert statuses(client_for(app, ip="192.0.2.1"), "/u", 3) == [200, 200, 429]
+        assert statuses(client_for(app, ip="192.0.2.2"), "/u", 2) == [200, 200]
+    warnings = [r.getMessage() for r in caplog.records if "LoginManager" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_hostile_paths_and_headers_never_500_and_never_escape(app: Flask) -> None:
+    alice = client_for(app, "alice")
+    answers = [alice.get("/search", headers={"X-Forwarded-For": "garbage, , 1.2.3.4"}) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    # a doubled slash reaches the same view (werkzeug collapses it): the same limit applies
+    assert alice.get("//search").status_code == 429
+    for path in ("/%ff%fe", "/caf\u00e9", "/" + "a" * 5000, "/search/../search"):
+        assert alice.get(path).status_code < 500
+
+
+def test_a_backend_that_is_down_never_becomes_a_500(clock: FakeClock) -> None:
+    app = create_app(RATELIMIT_BACKEND="redis://127.0.0.1:1/0", RATELIMIT_ON_BACKEND_ERROR="allow",
+                     RATELIMIT_LIMITER_OPTIONS={"socket_timeout": 0.05, "socket_connect_timeout": 0.05})
+    alice = client_for(app, "alice")
+    assert statuses(alice, "/search", 5) == [200] * 5
+
+
+def test_a_custom_response_wins_over_our_headers_it_already_sets(app: Flask) -> None:
+    @app.get("/own")
+    @limiter.limit("10/minute")
+    def own() -> Response:
+        return Response("x", headers={"X-RateLimit-Limit": "999"})
+
+    answer = client_for(app).get("/own")
+    assert answer.headers.getlist("X-RateLimit-Limit") == ["999"]
+    assert answer.headers["X-RateLimit-Remaining"] == "9"

@@ -405,12 +405,18 @@ class AdminAPI:
 
     def _usage_target(self, request: AdminRequest) -> tuple[Any, str] | AdminResponse:
         key = request.query.get("key")
+        name = request.query.get("route")
+        if name is not None and key:  # a route declared in code (decorator, dependency)
+            declared = self.engine.declared.get(name)
+            if declared is None:
+                return _error(404, "no_route", f"no route is declared as {name!r}")
+            return declared, key
         path = request.query.get("path")
         if not key or not path or not path.startswith("/"):
             return _error(
                 400,
                 "bad_request",
-                "give key=<raw client key>, path=/... and optionally method=",
+                "give key=<raw client key>, path=/... and optionally method= (or route=<declared name>)",
                 example="/usage?key=header:x-api-key:VALUE&method=GET&path=/resource",
             )
         method = request.query.get("method", "GET").upper()

@@ -15,7 +15,7 @@ import json
 import os
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -23,12 +23,15 @@ from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer, retry_after_seconds
 from ratelimit_mw.core.keys import NO_USER, VIEW_ACCESS, Access, KeyReader
+from ratelimit_mw.core.rates import Rule
+from ratelimit_mw.declared import Declaration, declared_route
+from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
 
-__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine"]
+__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine", "env_enabled"]
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
@@ -181,6 +184,8 @@ class _RouterState(NamedTuple):
     policies: Any
     #: id(route) -> its plan, or ``None`` (exempt and unobserved: pass through)
     plans: dict[int, AnyPlan | None]
+    #: declared name -> its plan (see :meth:`Engine.declare`)
+    named: dict[str, AnyPlan]
     #: path -> method -> plan (``None``: no route or nothing to do); by path first:
     #: two lookups of strings cost less than building and hashing a tuple
     routes: dict[str, dict[str, AnyPlan | None]]
@@ -206,24 +211,42 @@ class Router:
         self.engine = engine
         self.access = access
         self.raw = raw
-        self._state = _RouterState(None, {}, {}, set())
+        self._state = _RouterState(None, {}, {}, {}, set())
         #: The route cache: path -> method -> plan (``None``: pass through). The adapters
         #: read it first and call :meth:`plan` on a miss; replaced on a policy swap.
         self.routes: dict[str, dict[str, AnyPlan | None]] = self._state.routes
 
-    def rebuild(self, policies: Any, compiled: dict[int, _Compiled], exempt: list[Route]) -> None:
-        """Bind every compiled route to this protocol; activate them all at once."""
-        engine, access = self.engine, self.access
+    def rebuild(self, policies: Any, compiled: dict[int, _Compiled], exempt: list[Route],
+                named: dict[str, _Compiled]) -> None:
+        """Bind every compiled route to this protocol; activate them all at once.
+        A disabled engine binds nothing: every request passes through untouched."""
+        engine = self.engine
         plans: dict[int, AnyPlan | None] = {}
+        if not engine.enabled:
+            compiled, exempt, named = {}, [], {}
         for entry in compiled.values():
-            route = entry.route
-            if route.key.uses_user and access.user is NO_USER:
-                engine.warn_user_key(route)
-            plans[id(route)] = Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
+            plans[id(entry.route)] = self._bind(entry)
         for route in exempt:
             plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
-        self._state = state = _RouterState(policies, plans, {}, set())
+        bound: dict[str, AnyPlan] = {name: self._bind(entry) for name, entry in named.items()}
+        self._state = state = _RouterState(policies, plans, bound, {}, set())
         self.routes = state.routes
+
+    def _bind(self, entry: _Compiled) -> Plan:
+        engine, access, route = self.engine, self.access, entry.route
+        if route.key.uses_user and access.user is NO_USER:
+            engine.warn_user_key(route)
+        return Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
+
+    def named(self, name: str) -> AnyPlan | None:
+        """The plan of the route declared as ``name`` (:meth:`Engine.declare`), or ``None``:
+        not declared, or the engine is disabled."""
+        return self._state.named.get(name)
+
+    def add_named(self, name: str, entry: _Compiled) -> None:
+        """Bind one newly declared route (no rebuild of the others)."""
+        if self.engine.enabled:
+            self._state.named[name] = self._bind(entry)
 
     @property
     def cached(self) -> int:
@@ -279,10 +302,15 @@ class Engine:
         policies: a loaded ``PolicySet``.
         limiter: the :class:`Limiter` holding the backend.
         wall_clock: time source for epoch-style reset headers and log aggregation.
+        enabled: limit at all; ``None`` reads ``RATELIMIT_ENABLED`` (default true;
+            ``false``, ``0``, ``no``, ``off`` disable). Disabled, every router's
+            :meth:`Router.plan` and :meth:`Router.named` answer ``None``: no limits,
+            no headers, and no special path in the integrations.
     """
 
     def __init__(
-        self, policies: Any, limiter: Limiter, *, wall_clock: Callable[[], float] = time.time
+        self, policies: Any, limiter: Limiter, *, wall_clock: Callable[[], float] = time.time,
+        enabled: bool | None = None,
     ) -> None:
         self.limiter = limiter
         self._wall = wall_clock
@@ -297,6 +325,9 @@ class Engine:
         self.raw_header_names: frozenset[bytes] = frozenset()
         self._routers: dict[tuple[int, bool], Router] = {}
         self._user_warned: set[str] = set()
+        self._enabled = env_enabled(os.environ) if enabled is None else bool(enabled)
+        self._declarations: dict[str, Declaration] = {}
+        self._named: dict[str, _Compiled] = {}
         self._policies: Any = None
         self._compiled: dict[int, _Compiled] = {}
         self._exempt: list[Route] = []
@@ -310,8 +341,34 @@ class Engine:
         """The active policy set."""
         return self._policies
 
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is limited (see the ``enabled`` argument)."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, enabled: bool) -> None:
+        self._enabled = bool(enabled)
+        self._rebuild_routers()
+
+    def _rebuild_routers(self) -> None:
+        for router in self._routers.values():
+            router.rebuild(self._policies, self._compiled, self._exempt, self._named)
+
+    def _compile(self, route: Route, policies: Any, raw_names: set[bytes]) -> _Compiled:
+        renderer = HeaderRenderer(route.rules, route.headers, names=policies.header_names,
+                                  reset=policies.reset_format, wall_clock=self._wall)
+        raw_names.update(renderer.raw_names)
+        bound = self.limiter.bind(route.rules, route.scope, route.on_backend_error)
+        return _Compiled(route, bound, renderer)
+
+    def _set_header_names(self, raw_names: set[bytes]) -> None:
+        self.raw_header_names = frozenset(raw_names)
+        self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
+
     def set_policies(self, policies: Any) -> None:
-        """Compile a new policy set and activate it in every router at once."""
+        """Compile a new policy set and activate it in every router at once; declared
+        routes (:meth:`declare`) are compiled again over its defaults."""
         compiled: dict[int, _Compiled] = {}
         exempt: list[Route] = []
         routes = list(policies.routes)
@@ -322,16 +379,50 @@ class Engine:
             if route.exempt or not route.rules:
                 exempt.append(route)
                 continue
-            renderer = HeaderRenderer(route.rules, route.headers, names=policies.header_names,
-                                      reset=policies.reset_format, wall_clock=self._wall)
-            raw_names.update(renderer.raw_names)
-            bound = self.limiter.bind(route.rules, route.scope, route.on_backend_error)
-            compiled[id(route)] = _Compiled(route, bound, renderer)
-        self.raw_header_names = frozenset(raw_names)
-        self.header_names = frozenset(n.decode("latin-1") for n in raw_names)
+            compiled[id(route)] = self._compile(route, policies, raw_names)
+        named = {name: self._compile(declared_route(decl, policies), policies, raw_names)
+                 for name, decl in self._declarations.items()}
+        self._set_header_names(raw_names)
         self._policies, self._compiled, self._exempt, self._rejections = policies, compiled, exempt, {}
+        self._named = named
+        self._rebuild_routers()
+
+    # -- declared limits ---------------------------------------------------------------
+
+    def declare(self, name: str, limits: str | Rule | Sequence[str | Rule], *, key: Any = None,
+                source: str = "decorator", cost: int = 1) -> None:
+        """Register limits declared in code (a decorator, a dependency) as route ``name``.
+
+        The route is compiled like a YAML route over the active policy set's defaults
+        (same backend, headers, metrics, admin usage/reset by ``route=name``) and
+        survives policy swaps; :meth:`Router.named` gives its plan. Declaring ``name``
+        again with the same arguments does nothing; with others, it replaces the route.
+
+        Args:
+            name: the route's label and bucket scope, e.g. ``view:myapp.views.index``.
+            limits: ``"5/minute"``, ``"1/second;5/minute"``, or a list of rates.
+            key: a key spec, chain or callable; ``None``: the policies' default key.
+            source: ``decorator`` or ``dependency`` (shown by ``explain``).
+            cost: units each request consumes.
+
+        Raises:
+            ConfigError: a rate or key that does not parse, naming ``name``.
+        """
+        decl = Declaration.of(name, limits, key, source, cost)
+        if self._declarations.get(name) == decl:
+            return
+        raw_names = set(self.raw_header_names)
+        entry = self._compile(declared_route(decl, self._policies), self._policies, raw_names)
+        self._declarations[name] = decl
+        self._named[name] = entry
+        self._set_header_names(raw_names)
         for router in self._routers.values():
-            router.rebuild(policies, compiled, exempt)
+            router.add_named(name, entry)
+
+    @property
+    def declared(self) -> dict[str, Route]:
+        """The declared routes by name (a copy), for the admin API and ``explain``."""
+        return {name: entry.route for name, entry in self._named.items()}
 
     def router(self, access: Access, *, raw: bool = False) -> Router:
         """The router of one protocol (created once, rebuilt on every policy swap)."""
@@ -339,7 +430,7 @@ class Engine:
         router = self._routers.get(ident)
         if router is None:
             router = self._routers[ident] = Router(self, access, raw)
-            router.rebuild(self._policies, self._compiled, self._exempt)
+            router.rebuild(self._policies, self._compiled, self._exempt, self._named)
         return router
 
     # -- observation and logs --------------------------------------------------------
@@ -352,8 +443,7 @@ class Engine:
     @observer.setter
     def observer(self, observer: Observer | None) -> None:
         self._observer = observer
-        for router in self._routers.values():  # plans hold the observer they were built with
-            router.rebuild(self._policies, self._compiled, self._exempt)
+        self._rebuild_routers()  # plans hold the observer they were built with
 
     def observe(self, route: Route, outcome: str, seconds: float) -> None:
         """Report one decision (key + check time) to the observer; a failing one is logged."""
@@ -472,12 +562,31 @@ class Engine:
         return body, own, own_raw
 
 
+_OFF = frozenset({"false", "0", "no", "off"})
+_ON = frozenset({"", "true", "1", "yes", "on"})
+
+
+def env_enabled(environ: Any) -> bool:
+    """``RATELIMIT_ENABLED`` from ``environ``: true unless ``false``/``0``/``no``/``off``.
+
+    Raises:
+        ConfigError: any other value (a typo must not silently disable limiting).
+    """
+    raw = str(environ.get("RATELIMIT_ENABLED", "")).strip().lower()
+    if raw in _OFF:
+        return False
+    if raw in _ON:
+        return True
+    raise ConfigError(f"RATELIMIT_ENABLED must be true or false (or 1/0, yes/no, on/off), got {raw!r}")
+
+
 def build_engine(
     policies: Any = None,
     backend: Any = None,
     limiter: Limiter | None = None,
     *,
     env: Any = None,
+    enabled: bool | None = None,
     **limiter_options: Any,
 ) -> Engine:
     """Build an :class:`Engine` from middleware arguments, falling back to the environment.
@@ -485,8 +594,8 @@ def build_engine(
     ``policies``: a path, YAML text, mapping or PolicySet; if ``None``, the file named
     by ``RATELIMIT_POLICIES``, else ``DEFAULT_RATE_LIMIT`` per ``DEFAULT_WINDOW_SECONDS``
     on every request. ``backend``: a URL or client; if ``None``, ``REDIS_URL`` or memory.
+    ``enabled``: see :class:`Engine`; ``None`` reads ``RATELIMIT_ENABLED`` from ``env``.
     """
-    from ratelimit_mw.errors import ConfigError
     from ratelimit_mw.policy.loader import load_policies, policies_from_env
 
     environ = os.environ if env is None else env
@@ -505,4 +614,4 @@ def build_engine(
         limiter = Limiter(backend, **limiter_options)
     elif backend is not None or limiter_options:
         raise ConfigError("give either limiter=... or backend options, not both")
-    return Engine(loaded, limiter)
+    return Engine(loaded, limiter, enabled=env_enabled(environ) if enabled is None else enabled)

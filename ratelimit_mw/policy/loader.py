@@ -215,7 +215,7 @@ class _Builder:
             self.defaults.update(self._defaults_section(data["defaults"], ("defaults",)))
         trusted = self._trusted(data)
         self.client_ip = self._client_ip(data, trusted)
-        self._key(*self.defaults["key"])
+        default_key = self._key(*self.defaults["key"])
         status, content_type, body = self._response(data)
         reset, names = self._headers_options(data)
         flags = {
@@ -251,6 +251,8 @@ class _Builder:
             version=version,
             raw_document=copy.deepcopy(dict(data)),
             outbound=outbound,
+            defaults=MappingProxyType({name: value for name, (value, _) in self.defaults.items()}),
+            default_key=default_key,
         )
 
     # -- top-level sections ---------------------------------------------------------

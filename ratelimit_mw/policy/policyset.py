@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ratelimit_mw.core.keys import ClientIP
+from ratelimit_mw.core.keys import ClientIP, KeySpec
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.policy.interpolate import escape
 from ratelimit_mw.policy.matcher import Matcher
@@ -67,6 +67,10 @@ class PolicySet:
         version: the document's ``version``.
         matcher: the compiled route index (built by the loader from ``routes``).
         outbound: the ``outbound:`` rules, for :class:`~ratelimit_mw.outbound.OutboundLimiter`.
+        defaults: the settings of ``defaults:`` over the built-in ones (``key`` as
+            written, ``algorithm``, ``headers``...): what declared limits
+            (:meth:`Engine.declare <ratelimit_mw.engine.Engine.declare>`) start from.
+        default_key: ``defaults.key`` compiled, for declared limits without a key.
     """
 
     routes: tuple[Route, ...]
@@ -86,6 +90,8 @@ class PolicySet:
     version: int = 1
     raw_document: Mapping[str, Any] = field(default_factory=_empty, repr=False)
     outbound: tuple[OutboundRule, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=_empty)
+    default_key: KeySpec | None = None
 
     @property
     def document(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, g, request
 
 from ratelimit_mw import log
-from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine
+from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine, env_enabled
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
 from ratelimit_mw.flask.declarations import (
@@ -69,14 +69,17 @@ CONFIG_OPTIONS: dict[str, str] = {
 
 
 def _parse_enabled(value: Any) -> bool:
+    """``RATELIMIT_ENABLED`` from the config: a bool, or text read as the environment
+    variable is (``false``/``0``/``no``/``off``); anything else is an error, so a typo
+    never silently turns limits off."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text in ("1", "true", "yes", "on", ""):  # set but empty: the default
-        return True
-    raise ConfigError(f"RATELIMIT_ENABLED must be a boolean (or true/false/1/0/yes/no/on/off), got {value!r}")
+    if isinstance(value, (str, int)):
+        try:
+            return env_enabled({"RATELIMIT_ENABLED": value})
+        except ConfigError:
+            pass
+    raise ConfigError(f"RATELIMIT_ENABLED must be a boolean (or true/false, 1/0, yes/no, on/off), got {value!r}")
 
 
 class AppLimits:
@@ -96,7 +99,7 @@ class AppLimits:
         self._sleep = engine.limiter.sleep
 
     def declare(self, declaration: Declaration) -> None:
-        self.engine.declare(  # type: ignore[attr-defined]
+        self.engine.declare(
             declaration.name, list(declaration.limits), key=declaration.key, source="decorator",
             cost=declaration.cost,
         )
@@ -137,7 +140,7 @@ class AppLimits:
             if plan is not None and not (applies.names and getattr(plan, "route", None) is self._unmatched()):
                 best = self._decide(plan, req, best)
         for name in applies.names:
-            plan = router.named(name)  # type: ignore[attr-defined]
+            plan = router.named(name)
             if plan is not None:
                 best = self._decide(plan, req, best)
 
@@ -222,14 +225,15 @@ class RateLimiter:
                 names its view).
         """
         options = self._app_options(app)
-        enabled = _parse_enabled(options.pop("enabled", os.environ.get("RATELIMIT_ENABLED", True)))
+        enabled = _parse_enabled(options.pop("enabled", None)) if "enabled" in options else env_enabled(os.environ)
         metrics = options.pop("metrics", None)
         engine = options.pop("engine", None)
         if engine is None:
             policies = options.pop("policies", None)
             if policies is None and not (os.environ.get("RATELIMIT_POLICIES") or os.environ.get("DEFAULT_RATE_LIMIT")):
                 policies = {"version": 1}  # decorators only
-            engine = build_engine(policies, options.pop("backend", None), options.pop("limiter", None), **options)
+            engine = build_engine(policies, options.pop("backend", None), options.pop("limiter", None),
+                                  enabled=enabled, **options)
         elif options:
             raise ConfigError(f"RATELIMIT_ENGINE is given: drop the other options ({', '.join(sorted(options))})")
         if metrics is not None:

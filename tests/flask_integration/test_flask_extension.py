@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from flask import Flask, Response
@@ -314,3 +314,100 @@ def test_a_custom_response_wins_over_our_headers_it_already_sets(app: Flask) -> 
     answer = client_for(app).get("/own")
     assert answer.headers.getlist("X-RateLimit-Limit") == ["999"]
     assert answer.headers["X-RateLimit-Remaining"] == "9"
+
+
+# -- views of every shape, proxies, hooks, the admin API -----------------------------------
+
+
+def test_class_based_views_are_limited_by_their_decorators(clock: FakeClock) -> None:
+    from flask.views import MethodView
+
+    local = RateLimiter(clock=clock)
+    app = Flask("class_views")
+
+    class Listed(MethodView):
+        decorators: ClassVar[list[Any]] = [local.limit("2/minute", key="ip")]
+
+        def get(self) -> str:
+            return "listed"
+
+    @local.limit("1/minute", key="ip")
+    class Decorated(MethodView):
+        def get(self) -> str:
+            return "decorated"
+
+    app.add_url_rule("/listed", view_func=Listed.as_view("listed"))
+    app.add_url_rule("/decorated", view_func=Decorated.as_view("decorated"))
+    local.init_app(app)
+    client = client_for(app)
+    assert statuses(client, "/listed", 3) == [200, 200, 429]
+    assert statuses(client, "/decorated", 2) == [200, 429]
+
+
+def test_proxyfix_does_not_widen_whom_the_limiter_trusts(clock: FakeClock) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    client = client_for(app, ip="192.0.2.50")  # no trusted_proxies: the peer is the client
+    forged = [client.get("/search", headers={"X-Forwarded-For": f"10.9.9.{i}"}).status_code for i in range(4)]
+    assert forged == [200, 200, 200, 429]
+
+
+def test_a_hook_that_answers_early_does_not_skip_the_limits(clock: FakeClock) -> None:
+    app = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+
+    @app.before_request
+    def everyone_is_redirected() -> Response:
+        return Response("go away", status=302, headers={"Location": "/elsewhere"})
+
+    client = client_for(app)
+    assert statuses(client, "/search", 4) == [302, 302, 302, 429]
+
+
+def test_the_admin_api_reads_and_resets_a_decorated_view_by_its_route_name(app: Flask) -> None:
+    from werkzeug.test import Client
+
+    from ratelimit_mw.admin import admin_wsgi_app
+
+    admin = Client(admin_wsgi_app(app.extensions[EXTENSION].engine, token="admin-token-0123456789"))
+    auth = {"Authorization": "Bearer admin-token-0123456789"}
+    alice = client_for(app, "alice")
+    assert statuses(alice, "/search", 4) == [200, 200, 200, 429]
+    route = "view:tests.flask_integration.flask_apps.search"
+    usage = admin.get("/usage", query_string={"key": "user:alice", "route": route}, headers=auth)
+    assert usage.status_code == 200, usage.get_data(as_text=True)
+    assert usage.get_json()["limits"][0]["remaining"] == 0
+    assert admin.delete("/usage", query_string={"key": "user:alice", "route": route}, headers=auth).status_code < 300
+    assert alice.get("/search").status_code == 200
+
+
+def test_a_user_key_without_flask_login_installed_warns_at_start_up_and_limits_by_ip() -> None:
+    script = """
+import logging, sys
+sys.modules["flask_login"] = None          # as if it were not installed
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+from flask import Flask
+from ratelimit_mw.flask import RateLimiter
+app = Flask("no_flask_login")
+app.config["RATELIMIT_POLICIES"] = {"version": 1, "routes": [{"match": "/u", "limits": ["2/minute"],
+                                                              "key": ["user", "ip"]}]}
+RateLimiter(app)
+app.add_url_rule("/u", "u", lambda: "u")
+client = app.test_client()
+print("STATUSES", [client.get("/u").status_code for _ in range(3)])
+other = app.test_client()
+other.environ_base["REMOTE_ADDR"] = "192.0.2.9"
+print("OTHER", other.get("/u").status_code)
+"""
+    import subprocess
+    import sys
+
+    from tests.support.http_servers import ROOT
+
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "STATUSES [200, 200, 429]" in proc.stdout and "OTHER 200" in proc.stdout
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("user_key_unavailable")]
+    assert len(warnings) == 1 and "flask-login is not installed" in warnings[0]

@@ -124,10 +124,11 @@ class AppLimits:
     def before(self) -> None:
         """Decide every limit that applies to the request; raise the 429 on a denial."""
         req = request._get_current_object()  # type: ignore[attr-defined]
-        setattr(g, G_DECISION, None)
+        store = g._get_current_object()  # type: ignore[attr-defined]
+        setattr(store, G_DECISION, None)
         if not self.enabled:
             return
-        applies = self._endpoint(req.endpoint)
+        applies = self._endpoints.get(req.endpoint) or self._endpoint(req.endpoint)
         best: Verdict | None = None
         router = self.router
         if applies.yaml:
@@ -138,14 +139,14 @@ class AppLimits:
             # ``unmatched:`` is the default for views without limits of their own, as
             # flask-limiter's default_limits: a view that declares its limits skips it.
             if plan is not None and not (applies.names and getattr(plan, "route", None) is self._unmatched()):
-                best = self._decide(plan, req, best)
+                best = self._decide(plan, req, store, best)
         for name in applies.names:
             plan = router.named(name)
             if plan is not None:
-                best = self._decide(plan, req, best)
+                best = self._decide(plan, req, store, best)
 
-    def _decide(self, plan: Any, req: Any, best: Verdict | None) -> Verdict | None:
-        """One check; the stricter verdict so far is kept (its headers are the ones sent)."""
+    def _decide(self, plan: Any, req: Any, store: Any, best: Verdict | None) -> Verdict | None:
+        """One check; the stricter verdict so far is kept on ``g`` (its headers are sent)."""
         try:
             verdict: Verdict | None = plan.decide(req)
         except Exception as exc:  # a limiter bug must never become a 500
@@ -154,25 +155,35 @@ class AppLimits:
         if verdict is None:
             return best
         if verdict.reject:
-            setattr(g, G_DECISION, verdict.decision)
-            setattr(g, _G_HEADERS, verdict.headers)
+            setattr(store, G_DECISION, verdict.decision)
+            setattr(store, _G_HEADERS, verdict.headers)
             raise RateLimitExceeded(verdict, self.engine)
         if verdict.delay > 0:
             self._sleep(verdict.delay)
         if best is None or _stricter(verdict, best):
             best = verdict
-            setattr(g, G_DECISION, verdict.decision)
-            setattr(g, _G_HEADERS, verdict.headers)
+            setattr(store, G_DECISION, verdict.decision)
+            setattr(store, _G_HEADERS, verdict.headers)
         return best
 
     def after(self, response: Response) -> Response:
-        """Add the headers of the stricter check, except names the response already has."""
+        """Add the headers of the stricter check, except names the response already has.
+
+        The response's names are compared (lower-cased) with every name the engine may
+        emit, once; only on a hit is each header looked up (as the WSGI middleware does).
+        """
         extra = g.get(_G_HEADERS)
         if extra:
             present = response.headers
-            for name, value in extra:
-                if name not in present:
-                    present.add(name, value)
+            ours = self.engine.header_names
+            for name, _ in present:
+                if name.lower() in ours:
+                    for pair in extra:
+                        if pair[0] not in present:
+                            present.add(*pair)
+                    break
+            else:
+                present.extend(extra)
         return response
 
 

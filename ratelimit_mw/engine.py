@@ -11,9 +11,7 @@ in flight sees either the old set or the new one, never a mix.
 
 from __future__ import annotations
 
-import json
 import os
-import string
 import time
 from collections.abc import Callable, Sequence
 from time import perf_counter
@@ -21,8 +19,9 @@ from typing import Any, NamedTuple
 
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
-from ratelimit_mw.core.headers import HeaderRenderer, retry_after_seconds
+from ratelimit_mw.core.headers import HeaderRenderer
 from ratelimit_mw.core.keys import NO_USER, VIEW_ACCESS, Access, KeyReader
+from ratelimit_mw.core.problem import Rejection, Rejections
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.declared import Declaration, declared_route
 from ratelimit_mw.errors import ConfigError
@@ -33,14 +32,10 @@ from ratelimit_mw.types import RequestView
 
 __all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine", "env_enabled"]
 
-PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
-
 #: Most (method, path) -> plan answers remembered per router; past it the cache
 #: starts over, so a scan of random paths costs memory for at most this many entries.
 ROUTE_CACHE_SIZE = 4096
 _METHODS_PER_PATH = 16
-#: Most distinct 429 bodies remembered per policy set.
-REJECTION_CACHE_SIZE = 1024
 
 _new = tuple.__new__
 
@@ -62,14 +57,6 @@ class Verdict(NamedTuple):
     headers: list[tuple[Any, Any]]
     reject: bool
     delay: float
-
-
-class Rejection(NamedTuple):
-    """A ready-to-send 429 (or configured status)."""
-
-    status: int
-    headers: list[tuple[Any, Any]]
-    body: bytes
 
 
 class _Compiled(NamedTuple):
@@ -331,7 +318,6 @@ class Engine:
         self._policies: Any = None
         self._compiled: dict[int, _Compiled] = {}
         self._exempt: list[Route] = []
-        self._rejections: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]] = {}
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -383,7 +369,8 @@ class Engine:
         named = {name: self._compile(declared_route(decl, policies), policies, raw_names)
                  for name, decl in self._declarations.items()}
         self._set_header_names(raw_names)
-        self._policies, self._compiled, self._exempt, self._rejections = policies, compiled, exempt, {}
+        self._policies, self._compiled, self._exempt = policies, compiled, exempt
+        self._rejections = Rejections(policies)
         self._named = named
         self._rebuild_routers()
 
@@ -502,64 +489,9 @@ class Engine:
     # -- 429 -------------------------------------------------------------------------
 
     def rejection(self, verdict: Verdict, *, raw: bool = False) -> Rejection:
-        """The 429 for a rejected verdict: status, headers and body.
-
-        ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict of a raw router.
-        The body and its own headers depend on a few values only (the whole seconds
-        to wait, the violated limits, and for a custom template the numbers it shows):
-        they are built once per distinct set and remembered with the policy set.
-        """
-        policies = self._policies
-        decision = verdict.decision
-        retry = retry_after_seconds(decision.retry_after)
-        if policies.response_body is None:
-            ident: tuple[Any, ...] = (retry, decision.violated)
-        else:
-            ident = (retry, decision.violated, decision.limit, decision.remaining)
-        cache = self._rejections
-        parts = cache.get(ident)
-        if parts is None:
-            if len(cache) >= REJECTION_CACHE_SIZE:
-                cache.clear()
-            parts = cache[ident] = self._rejection_parts(policies, decision, retry)
-        body, own, own_raw = parts
-        return Rejection(policies.response_status, [*(own_raw if raw else own), *verdict.headers], body)
-
-    @staticmethod
-    def _rejection_parts(
-        policies: Any, decision: Decision, retry: int
-    ) -> tuple[bytes, list[tuple[str, str]], list[tuple[bytes, bytes]]]:
-        status = policies.response_status
-        body_template = policies.response_body
-        if body_template is None:
-            body = json.dumps(
-                {
-                    "type": PROBLEM_TYPE,
-                    "title": "Too Many Requests",
-                    "status": status,
-                    "detail": f"Rate limit exceeded; retry after {retry} seconds.",
-                    "violated-policies": list(decision.violated),
-                    "retry_after": retry,
-                },
-                separators=(",", ":"),
-            ).encode()
-        else:
-            body = string.Template(body_template).safe_substitute(
-                {
-                    "retry_after": retry,
-                    "limit": decision.limit,
-                    "remaining": decision.remaining,
-                    "policy": ",".join(decision.violated),
-                    "status": status,
-                }
-            ).encode()
-        own = [
-            ("Content-Type", policies.response_content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-        ]
-        own_raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in own]
-        return body, own, own_raw
+        """The 429 (or configured status) for a rejected verdict; ``raw=True``: latin-1
+        ``bytes`` header pairs, for a verdict of a raw router."""
+        return self._rejections(verdict.decision, verdict.headers, raw)
 
 
 _OFF = frozenset({"false", "0", "no", "off"})

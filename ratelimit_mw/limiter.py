@@ -1,22 +1,9 @@
 """The framework-agnostic limiter: keys, time, backend, failure policy.
 
-Usable directly, without any web framework::
-
-    limiter = Limiter("memory://")
-    decision = limiter.check("user-42", "10/second")
-    if not decision.allowed:
-        ...  # decision.retry_after seconds
-
-and for outbound calls to a third-party API::
-
-    limiter.acquire("openai", "3000/minute")      # waits (sleeps) until allowed
-    await limiter.aacquire("openai", "3000/minute")
-
-Failure policy: when the backend raises or times out, ``on_backend_error``
-decides: ``allow`` (fail open, the default), ``deny`` (fail closed) or ``memory``
-(a per-process memory limiter with the same rules). A circuit breaker stops
-calling a failing backend so an outage adds no per-request latency, and lets a
-probe through every ``breaker_recovery`` seconds to recover by itself.
+``Limiter("memory://").check("user-42", "10/second")`` gives a Decision; ``acquire``
+waits until allowed (outbound calls). When the backend fails, ``on_backend_error``
+answers (``allow``, ``deny``, or a per-process ``memory`` limiter) and a circuit breaker
+stops calling it, probing every ``breaker_recovery`` seconds (see ``docs/failures.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +17,7 @@ from typing import Any, NamedTuple, cast
 from ratelimit_mw import log
 from ratelimit_mw.backends.base import AsyncBackend, Backend
 from ratelimit_mw.backends.memory import MemoryBackend
+from ratelimit_mw.backends.open import open_backend
 from ratelimit_mw.breaker import CircuitBreaker
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
@@ -66,31 +54,6 @@ def _to_rule(item: Rule | str | Any) -> Rule:
     if isinstance(item, dict):
         return rule_from_mapping(item)
     raise ConfigError(f"expected a rate string or Rule, got {item!r}")
-
-
-def open_backend(spec: Any, *, prefix: str = "rl", **options: Any) -> Backend | AsyncBackend:
-    """Turn a URL or client object into a backend.
-
-    ``memory://`` (``?max_keys=N``), ``redis://``, ``rediss://``, ``unix://``,
-    ``redis+sentinel://``, ``redis+cluster://``, a redis-py client, or a backend.
-    """
-    if isinstance(spec, (Backend, AsyncBackend)):
-        return spec
-    if spec is None or (isinstance(spec, str) and spec.split("://", 1)[0] in ("memory", "")):
-        max_keys = options.pop("max_keys", None)
-        if isinstance(spec, str) and "max_keys=" in spec:
-            try:
-                max_keys = int(spec.split("max_keys=", 1)[1].split("&", 1)[0])
-            except ValueError:
-                raise ConfigError(f"invalid max_keys in backend URL {spec!r}") from None
-        return MemoryBackend(max_keys=max_keys or 100_000)
-    try:
-        from ratelimit_mw.backends.redis import open_redis_backend
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigError(
-            f"backend {spec!r} needs the redis extra: pip install 'ratelimit_mw[redis]' ({exc})"
-        ) from exc
-    return open_redis_backend(spec, prefix=prefix, **options)
 
 
 class Limiter:

@@ -1,23 +1,16 @@
 """How the adapters' protocols are read: accessors for keys, and lazy request views.
 
-``SCOPE`` (ASGI) and ``ENVIRON`` (WSGI) implement :class:`ratelimit_mw.core.keys.Access`:
-compiled keys are bound to them once, when policies are set, and then read a request's
-header or peer straight from the scope or environ. The request views
-(:class:`ASGIRequest`, :class:`WSGIRequest`) are what key functions (``call:``)
-receive; nothing in them is parsed until the function asks. Malformed input (bad
-encodings, odd cookies) yields ``None`` rather than an exception, so a hostile
-request can never crash the app.
-
-Methods: RFC 9110 makes them case-sensitive, and the standard ones are upper-case.
-Django and werkzeug upper-case the method before routing, so a ``get`` request
-reaches the GET view; both adapters therefore match routes on the upper-cased
-method, so that ``get /x`` cannot escape the limits of ``GET /x``.
+``SCOPE`` (ASGI) and ``ENVIRON`` (WSGI) implement :class:`~ratelimit_mw.core.keys.Access`;
+the views (:class:`ASGIRequest`, :class:`WSGIRequest`) are what key functions receive,
+parsed only as far as asked, and malformed input reads as ``None``, never an exception.
+Routes match on the upper-cased method, as Django and werkzeug route (RFC 9110 methods
+are case-sensitive), so that ``get /x`` cannot escape the limits of ``GET /x``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -66,18 +59,6 @@ def route_path(scope: Mapping[str, Any]) -> str:
     return path
 
 
-_LATIN1: dict[str, bytes] = {}
-
-
-def _latin1(name: str) -> bytes:
-    encoded = _LATIN1.get(name)
-    if encoded is None:
-        encoded = name.encode("latin-1")
-        if len(_LATIN1) < 256:  # bounded: names come from configuration and code
-            _LATIN1[name] = encoded
-    return encoded
-
-
 class ASGIRequest:
     """RequestView over an ASGI HTTP/WebSocket scope."""
 
@@ -101,10 +82,10 @@ class ASGIRequest:
         return None
 
     def header(self, name: str) -> str | None:
-        return _scope_value(_LATIN1.get(name) or _latin1(name), self.scope)
+        return _scope_value(name.encode("latin-1"), self.scope)
 
     def header_values(self, name: str) -> list[str]:
-        target = _LATIN1.get(name) or _latin1(name)
+        target = name.encode("latin-1")
         size = len(target)
         return [
             bytes(value).decode("latin-1")
@@ -128,18 +109,11 @@ def upper_method(method: object) -> str:
     return method if method in _METHODS else str(method).upper()  # type: ignore[return-value]
 
 
-_ENVIRON_KEYS: dict[str, str] = {}
-
-
+@lru_cache(maxsize=256)
 def environ_key(name: str) -> str:
     """The WSGI environ key of header ``name`` (``X-API-Key`` -> ``HTTP_X_API_KEY``)."""
-    key = _ENVIRON_KEYS.get(name)
-    if key is None:
-        upper = name.upper().replace("-", "_")
-        key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
-        if len(_ENVIRON_KEYS) < 256:  # bounded: names come from configuration and code
-            _ENVIRON_KEYS[name] = key
-    return key
+    upper = name.upper().replace("-", "_")
+    return upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
 
 
 def _wsgi_text(value: str) -> str:
@@ -172,7 +146,7 @@ class WSGIRequest:
         return str(addr) if addr else None
 
     def header(self, name: str) -> str | None:
-        return _environ_value(_ENVIRON_KEYS.get(name) or environ_key(name), self.environ)
+        return _environ_value(environ_key(name), self.environ)
 
     def header_values(self, name: str) -> list[str]:
         value = self.header(name)

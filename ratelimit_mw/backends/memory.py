@@ -1,20 +1,11 @@
 """In-process state: one dict per (scope, rule), guarded by one lock, bounded in size.
 
-Safe from threads (WSGI servers) and from asyncio tasks (the critical section never
-awaits). Each table maps a client key (Python's per-process keyed ``hash()`` of the
-raw key, a small int) to the algorithm state *only*: the time a state becomes
-indistinguishable from fresh is derived from the state itself
-(:data:`~ratelimit_mw.core.algorithms.EXPIRY_FUNCTIONS`), and the algorithms treat
-a stale state exactly like a missing one, so reads never need an expiry check.
-A GCRA client therefore costs one dict slot and one float per rule.
-
-Expired states are dropped by a periodic sweep and before any eviction. A hard cap
-(``max_keys``) bounds memory against floods of distinct client keys: past it, the
-oldest entries are evicted (counted in ``evictions``), which at worst forgets a
-client's usage; it never admits anyone the cap did not concern.
-
-The algorithms are called, never copied: :meth:`MemoryBackend.bind` resolves a
-quota's tables and step functions once, and its check runs them under the lock.
+Safe from threads and from asyncio tasks (the critical section never awaits). A table
+maps a client (Python's per-process keyed ``hash()`` of the raw key) to the algorithm
+state only: a stale state reads exactly like a missing one, so reads need no expiry
+check. Expired states go in a periodic sweep; past ``max_keys`` the oldest are evicted,
+which at worst forgets a client's usage and never admits anyone. The algorithms are
+called (or compiled inline), never copied.
 """
 
 from __future__ import annotations
@@ -34,7 +25,6 @@ from ratelimit_mw.errors import ConfigError
 
 __all__ = ["MemoryBackend"]
 
-_new = tuple.__new__
 #: A bound check: ``(raw client key, cost) -> Decision``.
 Check = Callable[[str, int], Decision]
 
@@ -150,51 +140,25 @@ class MemoryBackend(Backend, AsyncBackend):
 
         The quota's tables, rules and step functions are resolved here, once; a check
         hashes the key with Python's keyed ``hash()`` and runs the algorithms under the
-        lock. A single-rule quota (most routes) skips the list and ``combine``: its
-        Decision is the one ``combine`` builds from one step, and its algorithm is
-        compiled inline where :mod:`~ratelimit_mw.backends.memory_inline` can.
+        lock. A single-rule quota (most routes) gets its algorithm compiled inline where
+        :mod:`~ratelimit_mw.backends.memory_inline` can; the answers are the same.
         """
         tables = tuple(self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules))
         acquire, release = self._lock.acquire, self._lock.release  # not ``with``: fewer calls
-        if len(tables) > 1:
-            apply = self._apply
-
-            def check_all(key: str, cost: int = 1) -> Decision:
-                client = hash(key)
-                now = clock()
-                acquire()
-                try:
-                    return apply(tables, (client,) * len(tables), cost, now)
-                finally:
-                    release()
-
-            return check_all
-
-        table = tables[0]
-        rule, step, states = table.rule, table.step, table.states
-        capacity, denied = rule.capacity, (rule.name,)
-        compiled = inline_factory(step) if self.inline else None
-        if compiled is not None:
-            return compiled(self, states, rule, capacity, denied, clock, acquire, release)
+        if len(tables) == 1 and self.inline:
+            table = tables[0]
+            compiled = inline_factory(table.step)
+            if compiled is not None:
+                rule = table.rule
+                return compiled(self, table.states, rule, rule.capacity, (rule.name,), clock, acquire, release)
+        apply, clients = self._apply, len(tables)
 
         def check(key: str, cost: int = 1) -> Decision:
             client = hash(key)
             now = clock()
             acquire()
             try:
-                if now >= self._next_sweep:
-                    self._sweep(now)
-                state = states.get(client)  # a stored state is never None: one lookup tells a new client
-                s = step(state, now, rule, cost)
-                if not s[0]:
-                    return _new(Decision, (False, capacity, s[2], s[3], s[4], rule, s[6], denied, False))  # type: ignore[no-any-return]
-                if cost:
-                    if state is None:
-                        if self._size >= self.max_keys:
-                            self._make_room(now)
-                        self._size += 1
-                    states[client] = s[1]
-                return _new(Decision, (True, capacity, s[2], s[3], s[4], rule, s[6], (), False))  # type: ignore[no-any-return]
+                return apply(tables, (client,) * clients, cost, now)
             finally:
                 release()
 

@@ -10,8 +10,8 @@ the check by itself.
 
 Where the source cannot be read (a build without ``.py`` files) or has another
 shape than the algorithms' (two returns of a literal seven-tuple), :func:`factory`
-returns ``None`` and the backend calls the function instead; tests hold the two to
-identical answers, and force the fallback.
+returns ``None`` and the backend's general check calls the function instead; tests
+hold the two to identical answers, and force the fallback.
 """
 
 from __future__ import annotations

@@ -480,7 +480,7 @@ async def _quiet_aclose(client: Any) -> None:
 def open_redis_backend(spec: Any, *, prefix: str = "rl", **options: Any) -> RedisBackend:
     """Build a :class:`RedisBackend` from a URL or a redis-py client.
 
-    Called by :func:`ratelimit_mw.limiter.open_backend`; ``options`` are the
+    Called by :func:`ratelimit_mw.backends.open.open_backend`; ``options`` are the
     Limiter's ``backend_options`` (``socket_timeout``, ``min_ttl``, ...).
     """
     return RedisBackend(spec, prefix=prefix, **options)

@@ -1,60 +1,10 @@
 """Client identity: which bucket a request is counted in.
 
-**What must be trusted, and the spoofing risk.** The ``ip`` key is the address of
-the transport peer, the machine that opened the connection. ``X-Forwarded-For`` and
-``Forwarded`` are ordinary request headers: any client can send them with any value.
-Honouring them from an arbitrary peer would let every request claim a fresh address
-and escape its limit, or claim a victim's address and exhaust the victim's quota. So
-they are read **only** when the peer is inside ``trusted_proxies``, and nothing is
-trusted by default. List only proxies you run and that append the address they saw
-to the header (nginx ``$proxy_add_x_forwarded_for``, HAProxy ``option forwardfor``,
-cloud load balancers). Trusting a network that untrusted clients can connect from
-(``0.0.0.0/0``, a shared office NAT) hands the client identity to those clients.
-
-The header is walked from the right, because each proxy appends what it saw and only
-the entries added by our own proxies are believable: trusted proxy addresses are
-skipped, and the first untrusted entry is the client. An entry that cannot be parsed
-(garbage, ``unknown``, an obfuscated ``_hidden`` node) stops the walk, and the
-nearest trusted hop's address is used instead: anything left of it may be forged. If
-every entry is trusted, the leftmost one is the client (an internal caller). The walk
-reads at most ``max_hops`` entries and the rightmost 8 KiB of the header, so a huge
-header costs nothing extra, and no input makes it raise.
-
-Keys from headers, query parameters and cookies are chosen by the client too: a
-client can send a new ``X-API-Key`` on every request. Such a key identifies a client
-only once the application authenticates it; keep an ``ip`` limit on routes that
-accept unauthenticated keys, or resolve keys with a ``call:`` function that
-validates them.
-
-Key strings (raw; the limiter hashes them with keyed BLAKE2b before storage or logs,
-so they are never stored or logged as written here):
-
-=====================  ==================================================
-spec                   key
-=====================  ==================================================
-``ip``                 ``ip:203.0.113.5``, ``ip:2001:db8:1:2::/64``,
-                       ``ip:peer:<opaque peer>``, ``ip:unknown`` (no peer)
-``global``             ``global``
-``header:X-API-Key``   ``header:x-api-key:<value>``
-``query:api_key``      ``query:api_key:<value>``
-``cookie:session``     ``cookie:session:<value>``
-``call:pkg.mod:func``  ``call:pkg.mod:func:<value>``
-``user``               ``user:<id>`` (absent when anonymous)
-a Python callable      ``call:<module>:<qualname>:<value>``
-nothing present        ``anonymous``
-a key function raised  ``unidentified`` (when no later part is present)
-=====================  ==================================================
-
-A key function that raises is the application's bug, not the client's doing: it is
-reported once (the engine logs ``key_error``) and the request is still limited, by
-the next part of the chain or else in the route's shared ``unidentified`` bucket.
-Never unlimited: a client must not escape its limit by making the function fail.
-
-The kind prefix keeps sources apart: an API key equal to somebody's IP address never
-shares that IP's bucket. Values are stripped of surrounding whitespace; one longer
-than 1024 characters becomes its first 1024 characters, ``#`` and a BLAKE2b-128 hex
-digest of the whole value, so it stays bounded, distinct from other long values, and
-can never equal a short value (it is longer than any of them).
+Each spec is compiled once into a :class:`KeySpec` and bound to a protocol through an
+:class:`Access`, so a request runs one function. Forwarded headers are read only from
+trusted proxies, since any client can forge them; a key function that raises leaves the
+request limited (the next part of the chain, else the shared ``unidentified`` bucket).
+The key strings, the trust model and the header walk are documented in ``docs/keys.md``.
 """
 
 from __future__ import annotations
@@ -200,45 +150,26 @@ def _parse_addr(text: str) -> _Addr | None:
     return addr
 
 
-def _net_masks(networks: Sequence[_Net]) -> tuple[tuple[int, int], ...]:
-    return tuple((int(net.network_address), int(net.netmask)) for net in networks)
-
-
-def _make_classifier(
-    v4: tuple[tuple[int, int], ...],
-    v6: tuple[tuple[int, int], ...],
-    ipv6_prefix: int,
-    cache_size: int,
-) -> Callable[[str], _Info | None]:
-    """Build the cached ``text -> (key, trusted) | None`` function of one ClientIP.
-
-    A closure over precomputed integers rather than a method, so the cache holds no
-    reference to the ClientIP and membership is a few integer operations.
-    """
+def _make_classifier(networks: Sequence[_Net], ipv6_prefix: int) -> Callable[[str], _Info | None]:
+    """The cached ``text -> (key, trusted) | None`` of one ClientIP: a closure over
+    integer masks, so the cache holds no reference to the ClientIP."""
+    masks: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for net in networks:
+        masks[net.version].append((int(net.network_address), int(net.netmask)))
+    v4, v6 = tuple(masks[4]), tuple(masks[6])
     v6_mask = ((1 << 128) - 1) ^ ((1 << (128 - ipv6_prefix)) - 1)
-    v6_suffix = f"/{ipv6_prefix}"
-    # Fast path for the common single network per family.
-    v4_one = v4[0] if len(v4) == 1 else None
-    v6_one = v6[0] if len(v6) == 1 else None
 
-    @functools.lru_cache(maxsize=cache_size)
+    @functools.lru_cache(maxsize=_CACHE_SIZE)
     def classify(text: str) -> _Info | None:
         addr = _parse_addr(text)
         if addr is None:
             return None
         value = int(addr)
-        if isinstance(addr, ipaddress.IPv4Address):
-            if v4_one is not None:
-                trusted = value & v4_one[1] == v4_one[0]
-            else:
-                trusted = any(value & mask == net for net, mask in v4)
-            return str(addr), trusted
-        if v6_one is not None:
-            trusted = value & v6_one[1] == v6_one[0]
-        else:
-            trusted = any(value & mask == net for net, mask in v6)
+        if addr.version == 4:
+            return str(addr), any(value & mask == net for net, mask in v4)
         # The zone id (fe80::1%eth0) is dropped: it names our interface, not the client.
-        return str(ipaddress.IPv6Address(value & v6_mask)) + v6_suffix, trusted
+        key = f"{ipaddress.IPv6Address(value & v6_mask)}/{ipv6_prefix}"
+        return key, any(value & mask == net for net, mask in v6)
 
     return classify
 
@@ -310,22 +241,13 @@ def _forwarded_for(element: str) -> str | None:
     return found
 
 
-def _xff_entry(entry: str) -> str | None:
-    return entry.strip()
-
-
 class ClientIP:
     """Resolves the client address of a request, honouring only trusted proxies.
 
-    Configure one per policy set; it is immutable, thread-safe, and keeps a bounded
-    cache of parsed addresses, so the per-request cost is a dict lookup when no
-    header has to be walked. With no trusted proxies it never reads a header.
-
-    The result is the address key part: ``203.0.113.5``; an IPv6 client grouped by
-    its prefix, ``2001:db8:1:2::/64`` (one end site usually owns a whole /64, so a
-    per-address limit would be trivially evaded); ``peer:<value>`` for a peer that is
-    not an IP (a unix socket, a test client's name), still limited; ``unknown`` when
-    there is no peer at all, one shared bucket rather than no limit.
+    Immutable and thread-safe, with a bounded cache of parsed addresses, so a request
+    whose peer is not a trusted proxy costs a dict lookup. The key parts it gives
+    (``203.0.113.5``, ``2001:db8:1:2::/64``, ``peer:<name>``, ``unknown``) are listed
+    in ``docs/keys.md``.
 
     Args:
         trusted_proxies: addresses or CIDR networks (IPv4 and IPv6) of the proxies in
@@ -363,10 +285,8 @@ class ClientIP:
         self.ipv6_prefix = ipv6_prefix
         self.forwarded_header = header
         self.max_hops = max_hops
-        self._extract: Callable[[str], str | None] = _forwarded_for if header == "forwarded" else _xff_entry
-        v4 = [n for n in self.trusted_proxies if isinstance(n, ipaddress.IPv4Network)]
-        v6 = [n for n in self.trusted_proxies if isinstance(n, ipaddress.IPv6Network)]
-        self._classify = _make_classifier(_net_masks(v4), _net_masks(v6), ipv6_prefix, _CACHE_SIZE)
+        self._extract: Callable[[str], str | None] = _forwarded_for if header == "forwarded" else str.strip
+        self._classify = _make_classifier(self.trusted_proxies, ipv6_prefix)
         self._view: KeyReader | None = None
 
     def __repr__(self) -> str:
@@ -514,13 +434,8 @@ def _header_part(name: str) -> _Part:
         read = access.header(lname)
 
         def header_key(source: Any) -> str | None:
-            value = read(source)
-            if value is None:
-                return absent  # type: ignore[no-any-return]
-            value = value.strip()
-            if not value:
-                return absent  # type: ignore[no-any-return]
-            return prefix + (value if len(value) <= _MAX_VALUE else _cap(value))
+            key = _present(prefix, read(source))
+            return absent if key is None else key
 
         return header_key
 

@@ -13,6 +13,7 @@ import pytest
 
 from ratelimit_mw import RateLimitMiddleware
 from ratelimit_mw import engine as engine_module
+from ratelimit_mw.core import problem as problem_module
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer
 from ratelimit_mw.core.keys import VIEW_ACCESS
@@ -168,7 +169,7 @@ def test_headers_added_when_the_app_sets_none() -> None:
 
 
 def test_rejection_parts_are_remembered_per_distinct_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "REJECTION_CACHE_SIZE", 2)
+    monkeypatch.setattr(problem_module, "CACHE_SIZE", 2)
     clock = FakeClock()
     engine = Engine(load_policies(POLICIES), Limiter("memory://", clock=clock))
     request = FakeRequest("POST", "/items/1", {"X-API-Key": "a"})

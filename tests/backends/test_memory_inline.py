@@ -1,9 +1,10 @@
 """The compiled single-rule check answers exactly as calling the algorithm does.
 
 ``MemoryBackend(inline=True)`` splices each algorithm's own source into the check
-(:mod:`ratelimit_mw.backends.memory_inline`); ``inline=False`` calls the function,
-and the generic ``hit`` goes through ``combine``. The same random traces must give
-bit-identical decisions, and the same usage afterwards, on all three.
+(:mod:`ratelimit_mw.backends.memory_inline`); ``inline=False`` calls the function
+in the bound multi-rule check, and the generic ``hit`` goes through ``combine`` on
+arbitrary keys. The same random traces must give bit-identical decisions, and the same
+usage afterwards, on all three.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
+from ratelimit_mw.core.headers import retry_after_seconds
+
 if TYPE_CHECKING:
     from ratelimit_mw.core.decision import Decision
     from ratelimit_mw.engine import Engine, Verdict
@@ -32,8 +34,8 @@ class RateLimitExceeded(TooManyRequests):
     def __init__(self, verdict: Verdict, engine: Engine) -> None:
         self.verdict = verdict
         self.engine = engine
-        retry = verdict.decision.retry_after
-        super().__init__(f"Rate limit exceeded; retry after {retry:.0f} seconds.")
+        retry = retry_after_seconds(verdict.decision.retry_after)
+        super().__init__(f"Rate limit exceeded; retry after {retry} seconds.")
 
     @property
     def decision(self) -> Decision:

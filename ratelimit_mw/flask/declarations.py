@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from ratelimit_mw.errors import ConfigError, PolicyError
 
-__all__ = ["Declaration", "Declarations", "EndpointLimits", "KeyArg", "view_name"]
+__all__ = ["Declaration", "Declarations", "EndpointLimits", "KeyArg", "check_declaration", "normalise_key", "view_name"]
 
 KeyArg = str | Sequence[Any] | Callable[..., Any] | None
 
@@ -81,14 +81,19 @@ def normalise_key(key: KeyArg) -> Any:
     return _zero_arg_key(key)
 
 
-def check_limits(name: str, limits: tuple[str, ...]) -> None:
-    """Parse the limits now, as the policy loader will, so a bad rate fails at import."""
+def check_declaration(name: str, limits: tuple[str, ...], key: Any) -> None:
+    """Parse the limits and the key now, as the engine will, so a bad one fails at import."""
+    from ratelimit_mw.core.keys import compile_key
     from ratelimit_mw.policy.loader import load_policies
 
     try:
         load_policies({"version": 1, "routes": [{"match": "/", "limits": list(limits)}]}, env={})
+        if key is not None:
+            compile_key(key)
     except PolicyError as exc:
         raise ConfigError(f"@limiter.limit on {name}: {exc.reason}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"@limiter.limit on {name}: {exc}") from None
 
 
 def _join(declarations: list[Declaration], name: str, limits: tuple[str, ...], key: Any, cost: int) -> Declaration:

@@ -39,7 +39,7 @@ from ratelimit_mw.flask.declarations import (
     Declarations,
     EndpointLimits,
     KeyArg,
-    check_limits,
+    check_declaration,
     normalise_key,
     view_name,
 )
@@ -315,7 +315,8 @@ class RateLimiter:
             is_blueprint = isinstance(target, Blueprint)
             if not is_blueprint and not callable(target):
                 raise ConfigError(f"@limiter.limit decorates a view, a view class or a blueprint, not {target!r}")
-            check_limits(f"blueprint {target.name!r}" if is_blueprint else view_name(target), items)  # type: ignore[attr-defined]
+            where = f"blueprint {target.name!r}" if is_blueprint else view_name(target)  # type: ignore[attr-defined]
+            check_declaration(where, items, key)
             with self._lock:
                 if is_blueprint:
                     declaration = self.declarations.add_blueprint(target, items, key, cost)

@@ -165,6 +165,12 @@ def test_a_decorator_rate_that_does_not_parse_fails_at_decoration() -> None:
             return "x"
 
     assert "greedy" in str(info.value) and "fortnight" in str(info.value)
+    with pytest.raises(ConfigError, match=r"on blueprint 'bp'.*header"):
+        from flask import Blueprint
+
+        local.limit("5/minute", key="header:")(Blueprint("bp", __name__))
+    with pytest.raises(ConfigError, match="usr"):
+        local.limit("5/minute", key=["usr", "ip"])(lambda: "x")
 
 
 def test_decorators_without_policies_need_no_policy_file(clock: FakeClock) -> None:

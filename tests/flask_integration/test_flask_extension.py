@@ -5,14 +5,14 @@ client (the whole WSGI app: context, hooks, error handlers)."""
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, ClassVar
 
 import pytest
 from flask import Flask, Response
 from flask.testing import FlaskClient
+from structlog.testing import capture_logs
 
-from ratelimit_mw import ConfigError, PolicyError
+from ratelimit_mw import ConfigError, PolicyError, log
 from ratelimit_mw.flask import EXTENSION, RateLimiter, RateLimitExceeded
 from ratelimit_mw.testing import FakeClock
 from tests.flask_integration.flask_apps import create_app, limiter
@@ -225,8 +225,7 @@ def _boom(request: Any) -> str:
     raise RuntimeError("the key function's bug")
 
 
-def test_a_key_function_that_raises_still_limits_and_is_reported(clock: FakeClock,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_key_function_that_raises_still_limits_and_is_reported(clock: FakeClock) -> None:
     local = RateLimiter(clock=clock)
     app = Flask("raising_key")
 
@@ -236,9 +235,10 @@ def test_a_key_function_that_raises_still_limits_and_is_reported(clock: FakeCloc
         return "k"
 
     local.init_app(app)
-    with caplog.at_level(logging.ERROR, logger="ratelimit_mw"):
+    with capture_logs() as events:
         assert statuses(client_for(app), "/k", 3) == [200, 200, 429]  # the shared "unidentified" bucket
-    assert any("key_error" in r.getMessage() and "RuntimeError" in r.getMessage() for r in caplog.records)
+    errors = [e for e in events if e["event"] == log.KEY_ERROR]
+    assert len(errors) == 3 and errors[0]["error"] == "RuntimeError" and errors[0]["route"].startswith("view:")
 
 
 def test_key_functions_get_the_flask_request_or_nothing(clock: FakeClock) -> None:
@@ -276,9 +276,7 @@ def test_key_functions_get_the_flask_request_or_nothing(clock: FakeClock) -> Non
     assert isinstance(seen[0], Request)
 
 
-def test_a_user_key_without_a_login_manager_warns_and_limits_by_the_next_entry(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_user_key_without_a_login_manager_warns_and_limits_by_the_next_entry(clock: FakeClock) -> None:
     local = RateLimiter(clock=clock)
     app = Flask("no_login_manager")
 
@@ -288,11 +286,11 @@ def test_a_user_key_without_a_login_manager_warns_and_limits_by_the_next_entry(
         return "u"
 
     local.init_app(app)
-    with caplog.at_level(logging.WARNING, logger="ratelimit_mw"):
+    with capture_logs() as events:
         assert statuses(client_for(app, ip="192.0.2.1"), "/u", 3) == [200, 200, 429]
         assert statuses(client_for(app, ip="192.0.2.2"), "/u", 2) == [200, 200]
-    warnings = [r.getMessage() for r in caplog.records if "LoginManager" in r.getMessage()]
-    assert len(warnings) == 1
+    reported = [e for e in events if "LoginManager" in str(e.get("detail", ""))]
+    assert len(reported) == 1 and reported[0]["key_function"] == "user"
 
 
 def test_hostile_paths_and_headers_never_500_and_never_escape(app: Flask) -> None:
@@ -417,3 +415,4 @@ print("OTHER", other.get("/u").status_code)
     assert "STATUSES [200, 200, 429]" in proc.stdout and "OTHER 200" in proc.stdout
     warnings = [line for line in proc.stdout.splitlines() if line.startswith("user_key_unavailable")]
     assert len(warnings) == 1 and "flask-login is not installed" in warnings[0]
+

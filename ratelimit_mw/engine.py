@@ -27,6 +27,7 @@ from ratelimit_mw.declared import Declaration, declared_route
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
+from ratelimit_mw.plans import ExemptWhen, PlanSwitch
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
 
@@ -153,7 +154,7 @@ class _Preflight:
 
     __slots__ = ("plan", "is_preflight")
 
-    def __init__(self, plan: Plan | _Exempt | _Preflight, access: Access) -> None:
+    def __init__(self, plan: AnyPlan, access: Access) -> None:
         self.plan = plan
         self.is_preflight = access.header("access-control-request-method")
 
@@ -164,7 +165,7 @@ class _Preflight:
         return None if self.is_preflight(source) is not None else await self.plan.adecide(source)
 
 
-AnyPlan = Plan | _Exempt | _Preflight
+AnyPlan = Plan | _Exempt | _Preflight | PlanSwitch | ExemptWhen
 
 
 class _RouterState(NamedTuple):
@@ -213,6 +214,9 @@ class Router:
             compiled, exempt, named = {}, [], {}
         for entry in compiled.values():
             plans[id(entry.route)] = self._bind(entry)
+        for entry in compiled.values():
+            if entry.route.plan is not None or entry.route.exempt_when is not None:
+                plans[id(entry.route)] = self._dress(entry.route, plans)
         for route in exempt:
             plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
         bound: dict[str, AnyPlan] = {name: self._bind(entry) for name, entry in named.items()}
@@ -224,6 +228,18 @@ class Router:
         if route.key.uses_user and access.user is NO_USER:
             engine.warn_user_key(route)
         return Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
+
+    def _dress(self, route: Route, plans: dict[int, AnyPlan | None]) -> AnyPlan:
+        """A route's plan behind its ``plan:`` switch and ``exempt_when`` (see ratelimit_mw.plans)."""
+        plan = plans[id(route)]
+        assert plan is not None  # compiled routes always have a plan
+        choice = route.plan
+        if choice is not None:
+            by_name = {name: plans[id(variant)] for name, variant in choice.routes.items()}
+            plan = PlanSwitch(self.engine, route, choice.resolver.bind(self.access), by_name, by_name[choice.default])
+        if route.exempt_when is not None:
+            plan = ExemptWhen(self.engine, route, plan, route.exempt_when, self.access.request)
+        return plan
 
     def named(self, name: str) -> AnyPlan | None:
         """The plan of the route declared as ``name`` (:meth:`Engine.declare`), or ``None``:
@@ -366,6 +382,10 @@ class Engine:
                 exempt.append(route)
                 continue
             compiled[id(route)] = self._compile(route, policies, raw_names)
+            if route.plan is not None:  # one compiled route per plan, picked per request
+                for variant in route.plan.routes.values():
+                    if id(variant) not in compiled:
+                        compiled[id(variant)] = self._compile(variant, policies, raw_names)
         named = {name: self._compile(declared_route(decl, policies), policies, raw_names)
                  for name, decl in self._declarations.items()}
         self._set_header_names(raw_names)

@@ -36,6 +36,9 @@ __all__ = [
     "DenialLog",
     "INTERNAL_ERROR",
     "KEY_ERROR",
+    "EXEMPT_ERROR",
+    "PLAN_ERROR",
+    "PLAN_UNKNOWN",
     "USER_KEY_UNAVAILABLE",
     "OUTBOUND_PAUSED",
     "POLICIES_RELOADED",
@@ -56,6 +59,12 @@ BREAKER_CLOSED = "breaker_closed"
 INTERNAL_ERROR = "internal_error"
 #: A key function raised; the request was limited by the next key or the shared bucket.
 KEY_ERROR = "key_error"
+#: A route's ``plan:`` resolver raised; the request was limited by the default plan.
+PLAN_ERROR = "plan_error"
+#: A plan resolver answered a plan the policies do not define (once per value and route).
+PLAN_UNKNOWN = "plan_unknown"
+#: A route's ``exempt_when`` raised; the request was not exempted.
+EXEMPT_ERROR = "exempt_error"
 #: A route keys by ``user`` on a protocol that never knows users: the next key decides.
 USER_KEY_UNAVAILABLE = "user_key_unavailable"
 POLICIES_RELOADED = "policies_reloaded"

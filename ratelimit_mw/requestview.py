@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ratelimit_mw.core.keys import Access, UserUnavailable
+from ratelimit_mw.headermap import HeaderMap, from_environ, from_scope
 
 __all__ = ["ENVIRON", "SCOPE", "ASGIRequest", "WSGIRequest", "cookie_value", "environ_key", "route_path",
            "wsgi_path"]
@@ -60,12 +61,18 @@ def route_path(scope: Mapping[str, Any]) -> str:
 
 
 class ASGIRequest:
-    """RequestView over an ASGI HTTP/WebSocket scope."""
+    """RequestView over an ASGI HTTP/WebSocket scope; what key functions receive.
 
-    __slots__ = ("scope", "path", "method")
+    Besides the view's methods: ``scope``, ``headers`` (a case-insensitive mapping),
+    ``client`` (the peer address) and ``native``, the framework's own request where an
+    integration has one (a Starlette ``Request``), else ``None``.
+    """
 
-    def __init__(self, scope: Mapping[str, Any], path: str | None = None) -> None:
+    __slots__ = ("scope", "path", "method", "native")
+
+    def __init__(self, scope: Mapping[str, Any], path: str | None = None, native: Any = None) -> None:
         self.scope = scope
+        self.native = native
         if path is None:
             path = scope.get("path") or "/"
             if scope.get("root_path"):
@@ -80,6 +87,12 @@ class ASGIRequest:
             host = client[0]
             return str(host) if host is not None else None
         return None
+
+    client = peer
+
+    @property
+    def headers(self) -> HeaderMap:
+        return from_scope(self.scope.get("headers") or ())
 
     def header(self, name: str) -> str | None:
         return _scope_value(name.encode("latin-1"), self.scope)
@@ -131,12 +144,18 @@ def wsgi_path(environ: Mapping[str, Any]) -> str:
 
 
 class WSGIRequest:
-    """RequestView over a WSGI environ."""
+    """RequestView over a WSGI environ; what key functions receive.
 
-    __slots__ = ("environ", "path", "method")
+    Besides the view's methods: ``environ``, ``headers`` (a case-insensitive mapping),
+    ``client`` (the peer address) and ``native``, the framework's own request where an
+    integration has one (a Flask ``request``, a Django ``HttpRequest``), else ``None``.
+    """
 
-    def __init__(self, environ: Mapping[str, Any]) -> None:
+    __slots__ = ("environ", "path", "method", "native")
+
+    def __init__(self, environ: Mapping[str, Any], native: Any = None) -> None:
         self.environ = environ
+        self.native = native
         self.path = wsgi_path(environ)
         self.method: str = upper_method(environ.get("REQUEST_METHOD", "GET"))
 
@@ -144,6 +163,12 @@ class WSGIRequest:
     def peer(self) -> str | None:
         addr = self.environ.get("REMOTE_ADDR")
         return str(addr) if addr else None
+
+    client = peer
+
+    @property
+    def headers(self) -> HeaderMap:
+        return from_environ(self.environ)
 
     def header(self, name: str) -> str | None:
         return _environ_value(environ_key(name), self.environ)

@@ -6,11 +6,12 @@ Starlette import at all.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 __all__ = [
     "ASGIApp",
+    "KeyRequest",
     "Message",
     "Receive",
     "RequestView",
@@ -61,4 +62,29 @@ class RequestView(Protocol):
 
     def cookie(self, name: str) -> str | None:
         """Value of cookie ``name``, or ``None``."""
+        ...
+
+
+class KeyRequest(RequestView, Protocol):
+    """What key functions, plan resolvers and ``exempt_when`` receive: a request view
+    that also reads like the framework's own request.
+
+    The ASGI view adds ``scope``, the WSGI view ``environ``; ``native`` is the
+    integration's request object (Starlette ``Request``, Django ``HttpRequest``,
+    Flask ``request``), or ``None`` under the plain middlewares.
+    """
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Header values by name, case-insensitive (first value of a repeated header)."""
+        ...
+
+    @property
+    def client(self) -> str | None:
+        """The transport peer, as :attr:`RequestView.peer`."""
+        ...
+
+    @property
+    def native(self) -> Any:
+        """The framework's own request object, or ``None``."""
         ...

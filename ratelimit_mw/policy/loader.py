@@ -41,9 +41,10 @@ from ratelimit_mw.core.rates import (
     rule_from_mapping,
 )
 from ratelimit_mw.errors import ConfigError, PolicyError
+from ratelimit_mw.plans import compile_predicate, compile_resolver
 from ratelimit_mw.policy.inherit import LimitEntry, PolicySpec, Setting, limit_entries, resolve_policies
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
-from ratelimit_mw.policy.model import KeyFunc, Route
+from ratelimit_mw.policy.model import KeyFunc, PlanChoice, Route
 from ratelimit_mw.policy.outbound import OutboundRule, parse_outbound_section
 from ratelimit_mw.policy.paths import PathPattern, compile_template
 from ratelimit_mw.policy.policyset import UNMATCHED_LABEL, PolicySet
@@ -202,6 +203,9 @@ class _Builder:
         self.defaults: dict[str, Setting] = dict(BUILTIN_SETTINGS)
         self.specs: dict[str, PolicySpec] = {}
         self.client_ip: ClientIP | None = None
+        #: ``plans:``: plan name -> policy name, and the default plan's name
+        self.plans: dict[str, str] = {}
+        self.default_plan: str | None = None
 
     def build(self) -> PolicySet:
         check = self.check
@@ -224,6 +228,8 @@ class _Builder:
         }
         self.specs = resolve_policies(check, data.get("policies", {}))
         policies = {name: self._policy_rules(spec) for name, spec in self.specs.items()}
+        if "plans" in data:
+            self._plans(data["plans"])
         routes, entries = self._routes(data)
         unmatched = self._unmatched(data)
         outbound: tuple[OutboundRule, ...] = ()
@@ -328,6 +334,34 @@ class _Builder:
                 canon = check.header_name_key(key, (*path, key))
                 names[canon] = check.header_name(value, (*path, key))
         return reset, names
+
+    def _plans(self, value: Any) -> None:
+        """``plans:``: each plan names a policy with limits; ``default`` names a plan."""
+        check = self.check
+        path: FieldPath = ("plans",)
+        body = check.mapping(value, path, "plans")
+        for name, policy in body.items():
+            if name == "default":
+                continue
+            where = (*path, name)
+            policy = check.string(policy, where, f"plan {name!r}").strip()
+            if policy not in self.specs:
+                hint = suggest(policy, self.specs) or (
+                    f" (defined: {', '.join(self.specs)})" if self.specs else " (no policies are defined)")
+                check.fail(where, f"plan {name!r} names unknown policy {policy!r}{hint}")
+            if not self.specs[policy].limits:
+                check.fail(where, f"plan {name!r}: policy {policy!r} has no limits")
+            self.plans[name] = policy
+        if not self.plans:
+            check.fail(path, "plans needs at least one plan, e.g. plans: {default: free, free: free}")
+        if "default" not in body:
+            check.fail(path, "plans needs 'default: <plan>', the plan for missing or unknown values "
+                             "(never unlimited)")
+        default = check.string(body["default"], (*path, "default"), "default").strip()
+        if default not in self.plans:
+            hint = suggest(default, self.plans) or f" (plans: {', '.join(self.plans)})"
+            check.fail((*path, "default"), f"default plan {default!r} is not a plan{hint}")
+        self.default_plan = default
 
     # -- keys and limits ------------------------------------------------------------
 
@@ -512,6 +546,52 @@ class _Builder:
         methods: frozenset[str], pattern: PathPattern | None,
     ) -> Route:
         """A limited route (or the unmatched route) from its fields."""
+        check = self.check
+        if "plan" in body:
+            route = self._planned(body, path, label, ref, methods, pattern)
+        else:
+            route = self._limited_by(body, path, label, ref, methods, pattern)
+        if "exempt_when" in body:
+            where = (*path, "exempt_when")
+            try:
+                predicate, text = compile_predicate(body["exempt_when"])
+            except ConfigError as exc:
+                check.fail(where, str(exc))
+            route = replace(route, exempt_when=predicate, exempt_when_spec=text)
+        return route
+
+    def _planned(
+        self, body: Mapping[str, Any], path: FieldPath, label: str, ref: RouteRef,
+        methods: frozenset[str], pattern: PathPattern | None,
+    ) -> Route:
+        """A route whose limits come from the client's plan: one route per plan's policy."""
+        check = self.check
+        where = (*path, "plan")
+        for field in ("policy", "limits", "extra_limits"):
+            if field in body:
+                check.fail((*path, field), f"{field!r} cannot be combined with 'plan': the limits come from "
+                                           "the plan's policy (see 'plans:')")
+        if self.default_plan is None:
+            check.fail(where, "'plan' needs a top-level 'plans:' section mapping plan names to policies")
+        spec_text = body["plan"]
+        try:
+            resolver = compile_resolver(spec_text)
+        except ConfigError as exc:
+            check.fail(where, f"invalid plan resolver: {exc}")
+        by_policy: dict[str, Route] = {}
+        for policy in dict.fromkeys(self.plans.values()):
+            variant = self._limited_by({**body, "policy": policy}, path, label, ref, methods, pattern)
+            variant.extra["source"] = "plan"
+            by_policy[policy] = variant
+        routes = {name: by_policy[policy] for name, policy in self.plans.items()}
+        default = routes[self.default_plan]
+        choice = PlanChoice(resolver, resolver.text, MappingProxyType(routes), self.default_plan)
+        return replace(default, plan=choice, extra={**default.extra, "plan": resolver.text})
+
+    def _limited_by(
+        self, body: Mapping[str, Any], path: FieldPath, label: str, ref: RouteRef,
+        methods: frozenset[str], pattern: PathPattern | None,
+    ) -> Route:
         check = self.check
         what = "a route" if pattern is not None else "unmatched"
         spec: PolicySpec | None = None

@@ -6,8 +6,9 @@ compiled, header prefixes rendered. The request path only reads these objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ratelimit_mw.core.keys import KeySpec
 from ratelimit_mw.core.rates import Rule
@@ -16,6 +17,7 @@ __all__ = [
     "FailureMode",
     "HEADER_STYLES",
     "KeyFunc",
+    "PlanChoice",
     "Route",
     "RouteMatch",
 ]
@@ -28,6 +30,24 @@ HEADER_STYLES = ("x-ratelimit", "ietf", "draft03", "none")
 
 #: A compiled key: bound to each protocol by the engine, callable on a request view.
 KeyFunc = KeySpec
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PlanChoice:
+    """A route's ``plan:``: how to read the client's plan, and one route per plan.
+
+    Attributes:
+        resolver: the compiled resolver (see :mod:`ratelimit_mw.plans`).
+        spec: the resolver as written (``call:app.billing:plan_of``, ``header:X-Plan``).
+        routes: plan name -> the route compiled with that plan's policy (plans naming
+            the same policy share one route object).
+        default: the plan used for a missing or unknown value, or a resolver that raised.
+    """
+
+    resolver: Any
+    spec: str
+    routes: Mapping[str, Route]
+    default: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +69,10 @@ class Route:
         on_backend_error: failure mode when the backend cannot answer.
         shadow: decide and report, but never reject (dry-run rollout).
         line: line of the route in its file (for error messages and ``explain``).
+        plan: the ``plan:`` choice, when the route's limits depend on the client's plan
+            (the route's own ``rules`` are then the default plan's).
+        exempt_when: ``request -> truthy`` exempts a request after the route matched.
+        exempt_when_spec: ``exempt_when`` as written.
     """
 
     template: str
@@ -65,6 +89,9 @@ class Route:
     shadow: bool = False
     line: int | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    plan: PlanChoice | None = field(default=None, compare=False, hash=False)
+    exempt_when: Callable[[Any], object] | None = field(default=None, compare=False, hash=False)
+    exempt_when_spec: str | None = None
 
 
 class RouteMatch(NamedTuple):

@@ -140,6 +140,7 @@ class PolicySet:
         if not route.exempt:
             out.update(
                 policy=route.policy,
+                source=str(route.extra.get("source", "yaml")),
                 limits=[rule_text(rule) for rule in route.rules],
                 key=route.extra.get("key", route.key_spec),
                 scope=route.scope,
@@ -148,6 +149,16 @@ class PolicySet:
                 on_backend_error=route.on_backend_error,
                 shadow=route.shadow,
             )
+            if route.plan is not None:  # the limits above are the default plan's
+                out["plan"] = {
+                    "resolver": route.plan.spec,
+                    "default": route.plan.default,
+                    "plans": {name: {"policy": variant.policy, "source": "plan",
+                                     "limits": [rule_text(rule) for rule in variant.rules]}
+                              for name, variant in route.plan.routes.items()},
+                }
+            if route.exempt_when_spec is not None:
+                out["exempt_when"] = route.exempt_when_spec
         return out
 
     def to_yaml(self) -> str:

@@ -51,6 +51,7 @@ TOP_FIELDS = (
     "count_preflight",
     "limit_websockets",
     "policies",
+    "plans",
     "routes",
     "unmatched",
     "outbound",
@@ -58,11 +59,12 @@ TOP_FIELDS = (
 DEFAULTS_FIELDS = SETTINGS
 POLICY_FIELDS = (*SETTINGS, "limits", "extra_limits", "extends", "description")
 ROUTE_FIELDS = (
-    "match", "methods", "policy", "limits", "extra_limits", *SETTINGS, "scope", "exempt", "description",
+    "match", "methods", "policy", "limits", "extra_limits", "plan", *SETTINGS, "scope", "exempt", "exempt_when",
+    "description",
 )
 #: Fields that mean something on an exempt route.
 EXEMPT_FIELDS = ("match", "methods", "exempt", "description")
-UNMATCHED_FIELDS = ("policy", "limits", "extra_limits", *SETTINGS, "scope", "description")
+UNMATCHED_FIELDS = ("policy", "limits", "extra_limits", "plan", *SETTINGS, "scope", "exempt_when", "description")
 RESPONSE_FIELDS = ("status", "content_type", "body")
 HEADERS_OPTIONS_FIELDS = ("reset", "names")
 CLIENT_IP_FIELDS = ("ipv6_prefix", "forwarded_header", "max_hops")

@@ -38,6 +38,7 @@ def test_example_loads_cleanly() -> None:
         "GET /reports/{id:int}",
         "POST,PUT /users/{id}",
         r"re:^/api/v\d+/search$",
+        "GET /data",
     ]
     assert policies.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8")
     assert policies.unmatched is not None and policies.unmatched.template == "<unmatched>"
@@ -441,6 +442,7 @@ def test_explain() -> None:
         "exempt": False,
         "action": "limit",
         "policy": "free",
+        "source": "yaml",
         "limits": ["10/second; burst=40; algorithm=gcra; name=10-per-second"],
         "key": ["header:X-API-Key", "ip"],
         "scope": "GET /users/{id:int}",

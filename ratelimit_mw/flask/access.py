@@ -2,8 +2,9 @@
 
 The extension decides inside Flask's request context, so the ``source`` a plan reads
 is Flask's own ``Request``: headers and the peer come straight from its WSGI environ
-(as the WSGI middleware reads them), key functions receive the ``Request`` itself,
-and the ``user`` key asks flask-login's ``current_user``.
+(as the WSGI middleware reads them), key functions receive the WSGI request view
+with ``native`` set to Flask's ``Request``, and the ``user`` key asks flask-login's
+``current_user``.
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ def _view(request: Any) -> WSGIRequest:
     return WSGIRequest(request.environ)
 
 
-def _same(request: Any) -> Any:
-    return request
+def _key_request(request: Any) -> WSGIRequest:
+    """What key functions, plan resolvers and ``exempt_when`` get: the same request view
+    as under the WSGI middleware (so one function serves both), with ``native`` set to
+    Flask's ``request``."""
+    return WSGIRequest(request.environ, native=request)
 
 
 #: Access over ``flask.Request``: what the extension binds keys to.
-FLASK_REQUEST = Access(_peer, _header, _view, _same, login_user_id)
+FLASK_REQUEST = Access(_peer, _header, _view, _key_request, login_user_id)

@@ -299,8 +299,9 @@ class RateLimiter:
         Args:
             limits: ``"5/minute"``, ``"1/second;5/minute"`` or a list of rates.
             key: a key spec as in YAML (``"user"``, ``["user", "ip"]``,
-                ``"header:X-API-Key"``), a callable receiving ``flask.Request`` (or no
-                argument), or ``None``: the policy set's default key.
+                ``"header:X-API-Key"``), a callable receiving the request (a view with
+                ``headers``, ``client``, ``environ`` and ``native``, Flask's
+                ``request``) or no argument, or ``None``: the policy set's default key.
             cost: units each request consumes.
 
         Raises:

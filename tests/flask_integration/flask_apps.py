@@ -29,9 +29,17 @@ routes:
     limits: ["10/minute"]
   - match: "GET /both"
     limits: ["4/minute"]
+  - match: "GET /plan-data"
+    plan: call:tests.flask_integration.flask_apps:plan_of
+plans: {default: free, free: free, pro: pro}
 """
 
 PLANS = {"alice": "free", "bob": "pro", "carol": "free"}
+
+
+def plan_of(request: Any) -> str | None:
+    """The logged-in user's plan (the app's billing data); anonymous: the default plan."""
+    return PLANS.get(current_user.get_id()) if current_user.is_authenticated else None
 
 
 class User(UserMixin):
@@ -84,6 +92,11 @@ def reports() -> Any:  # limited by the YAML route only
 @main.get("/both")
 @limiter.limit("2/minute")
 def both() -> Any:  # the YAML route (4/minute) and the decorator (2/minute)
+    return _me()
+
+
+@main.get("/plan-data")
+def plan_data() -> Any:  # limited by the client's plan (YAML `plan:`)
     return _me()
 
 

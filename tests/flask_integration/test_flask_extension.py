@@ -241,14 +241,14 @@ def test_a_key_function_that_raises_still_limits_and_is_reported(clock: FakeCloc
     assert len(errors) == 3 and errors[0]["error"] == "RuntimeError" and errors[0]["route"].startswith("view:")
 
 
-def test_key_functions_get_the_flask_request_or_nothing(clock: FakeClock) -> None:
+def test_key_functions_get_a_request_view_with_the_flask_request_or_nothing(clock: FakeClock) -> None:
     local = RateLimiter(clock=clock)
     app = Flask("key_functions")
     seen: list[Any] = []
 
     def by_tenant(req: Any) -> str:
         seen.append(req)
-        return str(req.headers.get("X-Tenant", ""))
+        return str(req.headers.get("x-tenant", ""))
 
     def by_tenant_flask_limiter_style() -> str:
         from flask import request
@@ -273,7 +273,8 @@ def test_key_functions_get_the_flask_request_or_nothing(clock: FakeClock) -> Non
         assert client.get(path, headers={"X-Tenant": "t2"}).status_code == 200
     from flask import Request
 
-    assert isinstance(seen[0], Request)
+    assert isinstance(seen[0].native, Request) and seen[0].native.path == "/a"
+    assert seen[0].client == "198.51.100.1" and seen[0].environ["PATH_INFO"] == "/a"
 
 
 def test_a_user_key_without_a_login_manager_warns_and_limits_by_the_next_entry(clock: FakeClock) -> None:
@@ -416,3 +417,28 @@ print("OTHER", other.get("/u").status_code)
     warnings = [line for line in proc.stdout.splitlines() if line.startswith("user_key_unavailable")]
     assert len(warnings) == 1 and "flask-login is not installed" in warnings[0]
 
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+def test_each_user_gets_the_limits_of_their_plan(app: Flask) -> None:
+    alice, bob = client_for(app, "alice"), client_for(app, "bob")  # free: 2/minute, pro: 5/minute
+    assert statuses(alice, "/plan-data", 3) == [200, 200, 429]
+    assert statuses(bob, "/plan-data", 6) == [200] * 5 + [429]
+    assert statuses(client_for(app, ip="203.0.113.77"), "/plan-data", 3) == [200, 200, 429]  # default: free
+
+
+def test_a_plan_change_through_the_admin_api_moves_a_user_to_another_limit(app: Flask) -> None:
+    from werkzeug.test import Client
+
+    from ratelimit_mw.admin import admin_wsgi_app
+
+    admin = Client(admin_wsgi_app(app.extensions[EXTENSION].engine, token="admin-token-0123456789"))
+    auth = {"Authorization": "Bearer admin-token-0123456789"}
+    alice = client_for(app, "alice")
+    assert statuses(alice, "/plan-data", 3) == [200, 200, 429]
+    changed = admin.patch("/policies", json={"plans": {"free": "pro"}}, headers=auth)
+    assert changed.status_code == 200, changed.get_data(as_text=True)
+    answer = alice.get("/plan-data")
+    assert answer.status_code == 200 and answer.headers["X-RateLimit-Limit"] == "5"
+    assert alice.get("/search").headers["X-RateLimit-Limit"] == "3"  # the decorated view kept its limit

@@ -442,3 +442,52 @@ def test_a_plan_change_through_the_admin_api_moves_a_user_to_another_limit(app: 
     answer = alice.get("/plan-data")
     assert answer.status_code == 200 and answer.headers["X-RateLimit-Limit"] == "5"
     assert alice.get("/search").headers["X-RateLimit-Limit"] == "3"  # the decorated view kept its limit
+
+
+# -- more shapes: nested blueprints, defaults, error responses -------------------------------
+
+
+def test_nested_blueprints_inherit_their_parents_limits(clock: FakeClock) -> None:
+    from flask import Blueprint
+
+    local = RateLimiter(clock=clock)
+    parent, child, quiet = Blueprint("parent", __name__), Blueprint("child", __name__), Blueprint("quiet", __name__)
+    local.limit("2/minute", key="ip")(parent)
+    local.limit("3/minute", key="header:X-Team")(child)
+    local.exempt(quiet)
+    child.add_url_rule("/c", "c", lambda: "c")
+    quiet.add_url_rule("/q", "q", lambda: "q")
+    parent.register_blueprint(child, url_prefix="/child")
+    parent.register_blueprint(quiet, url_prefix="/quiet")
+    app = Flask("nested")
+    app.register_blueprint(parent, url_prefix="/p")
+    local.init_app(app)
+    client = client_for(app)
+    first = client.get("/p/child/c", headers={"X-Team": "t"})
+    assert first.headers["X-RateLimit-Limit"] == "2"  # the stricter of the two limits
+    assert [client.get("/p/child/c", headers={"X-Team": "t"}).status_code for _ in range(2)] == [200, 429]
+    assert statuses(client, "/p/quiet/q", 4) == [200] * 4
+
+
+def test_unmatched_is_the_default_for_views_without_limits_of_their_own(clock: FakeClock) -> None:
+    app = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock},
+                     RATELIMIT_POLICIES={"version": 1, "defaults": {"key": "ip"},
+                                         "unmatched": {"limits": ["1/minute"]}})
+    client = client_for(app)
+    assert statuses(client, "/reports", 2) == [200, 429]   # no limit of its own: the default
+    assert statuses(client, "/search", 4) == [200, 200, 200, 429]  # its own 3/minute only
+
+
+def test_error_responses_carry_the_headers_too(clock: FakeClock) -> None:
+    app = create_app(RATELIMIT_LIMITER_OPTIONS={"clock": clock})
+
+    @app.get("/broken")
+    @limiter.limit("5/minute")
+    def broken() -> str:
+        raise RuntimeError("the view's bug")
+
+    client = client_for(app)
+    failed = client.get("/broken")
+    assert failed.status_code == 500 and failed.headers["X-RateLimit-Remaining"] == "4"
+    missing = client.get("/api/nothing-here")  # a YAML route (/api/**) with no view: 404
+    assert missing.status_code == 404 and missing.headers["X-RateLimit-Limit"] == "10"

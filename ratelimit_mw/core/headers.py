@@ -132,30 +132,46 @@ def _compile(
     #: capacities as text (the usual ``Limit`` values)
     limits = {r.capacity: encode(str(r.capacity)) for r in rules}
 
+    only = rules[0] if len(rules) == 1 else None  # the usual single-rule route: no lookups
+    only_capacity = only.capacity if only is not None else None
+    only_limit = limits.get(only_capacity) if only_capacity is not None else None
+    only_head = heads[only.name] if only is not None else None
+
+    # the default families with delta resets: the whole list in one literal
+    usual = x and ietf and not draft and not epoch and policy_pair is not None
+
     def render(decision: Decision, wall_now: float | None = None) -> list[tuple[Any, Any]]:
         rule = decision[5]
         reset_after = decision[3]
         remaining_text = number(decision[2])
         reset_text = number(_ceil(reset_after - 1e-9) if reset_after > 1e-9 else 0)
-        limit_text = limits.get(decision[1]) or number(decision[1])
-        out: list[Any] = []
-        if x:
-            if epoch:
-                now = wall_clock() if wall_now is None else wall_now
-                out += ((limit_name, limit_text), (remaining_name, remaining_text),
-                        (reset_name, number(_ceil(now + reset_after))))
-            else:
-                out += ((limit_name, limit_text), (remaining_name, remaining_text), (reset_name, reset_text))
-        if ietf:
-            if policy_pair is not None:
-                out.append(policy_pair)
-            if rule is not None:
-                head = heads.get(rule.name) or encode(sf_string(rule.name) + ";r=")
-                out.append((ratelimit_name, join((head, remaining_text, t_sep, reset_text))))
-        if draft:
-            out += ((draft_limit, limit_text), (draft_remaining, remaining_text), (draft_reset, reset_text))
-            if draft_policy_pair is not None:
-                out.append(draft_policy_pair)
+        if rule is only and decision[1] == only_capacity:
+            limit_text, head = only_limit, only_head
+        else:
+            limit_text = limits.get(decision[1]) or number(decision[1])
+            head = None if rule is None else heads.get(rule.name) or encode(sf_string(rule.name) + ";r=")
+        out: list[Any]
+        if usual and head is not None:
+            out = [(limit_name, limit_text), (remaining_name, remaining_text), (reset_name, reset_text), policy_pair,
+                   (ratelimit_name, join((head, remaining_text, t_sep, reset_text)))]
+        else:
+            out = []
+            if x:
+                if epoch:
+                    now = wall_clock() if wall_now is None else wall_now
+                    reset_value = number(_ceil(now + reset_after))
+                else:
+                    reset_value = reset_text
+                out += ((limit_name, limit_text), (remaining_name, remaining_text), (reset_name, reset_value))
+            if ietf:
+                if policy_pair is not None:
+                    out.append(policy_pair)
+                if head is not None:
+                    out.append((ratelimit_name, join((head, remaining_text, t_sep, reset_text))))
+            if draft:
+                out += ((draft_limit, limit_text), (draft_remaining, remaining_text), (draft_reset, reset_text))
+                if draft_policy_pair is not None:
+                    out.append(draft_policy_pair)
         if not decision[0]:
             out.append((retry_name, number(retry_after_seconds(decision[4]))))
         return out

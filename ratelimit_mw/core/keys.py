@@ -287,7 +287,7 @@ class ClientIP:
         self.max_hops = max_hops
         self._extract: Callable[[str], str | None] = _forwarded_for if header == "forwarded" else str.strip
         self._classify = _make_classifier(self.trusted_proxies, ipv6_prefix)
-        self._view: KeyReader | None = None
+        self._view = self.reader(VIEW_ACCESS)
 
     def __repr__(self) -> str:
         proxies = [str(n) for n in self.trusted_proxies]
@@ -319,10 +319,7 @@ class ClientIP:
 
     def __call__(self, request: RequestView) -> str:
         """The client address key part of a :class:`~ratelimit_mw.types.RequestView`."""
-        view = self._view
-        if view is None:
-            view = self._view = self.reader(VIEW_ACCESS)
-        return view(request)
+        return self._view(request)
 
     def _walk(self, lines: list[str], peer_key: str) -> str:
         """Walk the forwarded header's ``lines`` from the right, starting at a trusted peer."""
@@ -407,7 +404,7 @@ VIEW_ACCESS = Access(lambda request: request.peer, _view_header, _same, _same)
 
 
 
-class _Part:
+class _Part(NamedTuple):
     """One part of a key chain, compiled from its spec and not yet bound to a protocol.
 
     ``bind(access, on_error, absent, failed)`` returns ``source -> key``, or ``absent``
@@ -417,13 +414,9 @@ class _Part:
     ``global``) are always present.
     """
 
-    __slots__ = ("bind", "text", "total")
-
-    def __init__(self, bind: Callable[[Access, OnKeyError, Any, Any], _PartReader], text: str,
-                 total: bool = False) -> None:
-        self.bind = bind
-        self.text = text
-        self.total = total
+    bind: Callable[[Access, OnKeyError, Any, Any], _PartReader]
+    text: str
+    total: bool = False
 
 
 def _header_part(name: str) -> _Part:
@@ -510,17 +503,10 @@ _USER_PART_TEXT = "user"
 
 
 def _ip_part(client_ip: ClientIP) -> _Part:
-    def bind(access: Access, on_error: OnKeyError, absent: Any, failed: Any) -> _PartReader:
-        return client_ip.reader(access, "ip:")
-
-    return _Part(bind, "ip", total=True)
+    return _Part(lambda access, *_: client_ip.reader(access, "ip:"), "ip", total=True)
 
 
-def _global_key(source: Any) -> str:
-    return GLOBAL
-
-
-_GLOBAL_PART = _Part(lambda access, on_error, absent, failed: _global_key, "global", total=True)
+_GLOBAL_PART = _Part(lambda *_: lambda source: GLOBAL, "global", total=True)
 
 
 def _import_callable(target: str, spec: str) -> tuple[Callable[[Any], object], str]:
@@ -610,7 +596,7 @@ class KeySpec:
         #: :data:`NO_USER` deserves a warning (the engine logs it).
         self.uses_user = any(part.text == _USER_PART_TEXT for part in self.parts)
         self.text = self.parts[0].text if len(self.parts) == 1 else "[" + ", ".join(p.text for p in self.parts) + "]"
-        self._view: KeyReader | None = None
+        self._view = self.bind(VIEW_ACCESS)
 
     def __repr__(self) -> str:
         return f"KeySpec({self.text})"
@@ -642,10 +628,7 @@ class KeySpec:
 
     def __call__(self, request: RequestView) -> str:
         """The key of a :class:`~ratelimit_mw.types.RequestView` (errors are not reported)."""
-        view = self._view
-        if view is None:
-            view = self._view = self.bind(VIEW_ACCESS)
-        return view(request)
+        return self._view(request)
 
 
 def compile_key(

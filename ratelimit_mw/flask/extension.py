@@ -233,8 +233,10 @@ class RateLimiter:
         Raises:
             ConfigError: a missing or invalid setting (a ``PolicyError`` names the
                 file, line and field of a bad policy document; a bad decorator rate
-                names its view).
+                names its view), or an app initialised already.
         """
+        if EXTENSION in app.extensions:  # twice would add the hooks twice: every request counted twice
+            raise ConfigError(f"ratelimit_mw is already initialised on app {app.name!r}")
         options = self._app_options(app)
         enabled = _parse_enabled(options.pop("enabled", None)) if "enabled" in options else env_enabled(os.environ)
         metrics = options.pop("metrics", None)

@@ -151,6 +151,12 @@ def test_an_invalid_policy_document_fails_init_app_with_line_and_field() -> None
     assert info.value.line == 4 and info.value.field == "routes[0].limits[0]"
 
 
+def test_initialising_an_app_twice_is_refused(app: Flask) -> None:
+    with pytest.raises(ConfigError, match="already initialised"):
+        limiter.init_app(app)
+    assert statuses(client_for(app, "alice"), "/search", 4) == [200, 200, 200, 429]  # counted once
+
+
 def test_an_invalid_enabled_value_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="RATELIMIT_ENABLED"):
         create_app(RATELIMIT_ENABLED="perhaps")

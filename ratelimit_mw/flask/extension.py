@@ -257,7 +257,7 @@ class RateLimiter:
             for declaration in declarations:
                 state.declare(declaration)
             self._apps.add(state)
-        _warn_user_key(app, engine, declarations)
+        _warn_user_key(engine, declarations)
         app.extensions[EXTENSION] = state
         # First among the app's hooks: a hook that answers early (a login redirect)
         # must not let a request skip its limits.
@@ -343,7 +343,7 @@ class RateLimiter:
         return target
 
 
-def _warn_user_key(app: Flask, engine: Engine, declarations: list[Declaration]) -> None:
+def _warn_user_key(engine: Engine, declarations: list[Declaration]) -> None:
     """At start-up: a ``user`` key where flask-login is not installed gets one warning.
 
     (With flask-login installed, the ``LoginManager`` may be set up after
@@ -355,7 +355,7 @@ def _warn_user_key(app: Flask, engine: Engine, declarations: list[Declaration]) 
     specs += [(d.name, d.key) for d in declarations]
     for name, spec in specs:
         if spec is not None and _names_user(spec):
-            log.logger.warning(log.USER_KEY_UNAVAILABLE, route=name, key=str(spec), app=app.name,
+            log.logger.warning(log.USER_KEY_UNAVAILABLE, route=name, key=str(spec),
                                detail="flask-login is not installed: the next entry of the key chain limits")
 
 

@@ -16,7 +16,9 @@ from typing import Any, NamedTuple
 
 from ratelimit_mw.errors import ConfigError, PolicyError
 
-__all__ = ["Declaration", "Declarations", "EndpointLimits", "KeyArg", "check_declaration", "normalise_key", "view_name"]
+__all__ = [
+    "NO_VIEW", "Declaration", "Declarations", "EndpointLimits", "KeyArg", "check_declaration", "normalise_key", "view_name",
+]
 
 KeyArg = str | Sequence[Any] | Callable[..., Any] | None
 

@@ -37,6 +37,7 @@ from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
 from ratelimit_mw.flask.declarations import (
     Declaration,
     Declarations,
+    NO_VIEW,
     EndpointLimits,
     KeyArg,
     check_declaration,
@@ -115,7 +116,11 @@ class AppLimits:
         """What applies to ``endpoint``: found once per endpoint, then remembered."""
         found = self._endpoints.get(endpoint)
         if found is None:
-            found = self.limiter.declarations.for_endpoint(self.app, endpoint)
+            try:
+                found = self.limiter.declarations.for_endpoint(self.app, endpoint)
+            except Exception as exc:  # our bug over the app's objects: the YAML routes still apply
+                log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=str(endpoint))
+                return NO_VIEW
             endpoints = self._endpoints
             if len(endpoints) < 4096:  # endpoints come from the app's code, but stay bounded
                 endpoints[endpoint] = found

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 from ratelimit_mw.errors import ConfigError, PolicyError
 
 __all__ = [
-    "NO_VIEW", "Declaration", "Declarations", "EndpointLimits", "KeyArg", "check_declaration", "normalise_key", "view_name",
+    "NO_VIEW", "Declaration", "Declarations", "EndpointLimits", "KeyArg", "check_declaration", "normalise_key",
+    "view_name",
 ]
 
 KeyArg = str | Sequence[Any] | Callable[..., Any] | None

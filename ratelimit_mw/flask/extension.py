@@ -35,9 +35,9 @@ from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine,
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
 from ratelimit_mw.flask.declarations import (
+    NO_VIEW,
     Declaration,
     Declarations,
-    NO_VIEW,
     EndpointLimits,
     KeyArg,
     check_declaration,

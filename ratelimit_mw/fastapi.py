@@ -1,0 +1,347 @@
+"""FastAPI and Starlette: limits declared next to the route, in the middleware's engine.
+
+``RateLimit("5/minute", key=...)`` is a dependency: put it in ``dependencies=`` of a
+route, an ``APIRouter`` or the app. Each route it guards becomes a declared route
+(:meth:`Engine.declare <ratelimit_mw.engine.Engine.declare>`, named
+``dependency:GET /items/{item_id}``) of the engine the middleware runs, so it shares
+the backend, headers, metrics and admin usage/reset with the YAML routes, and it is
+checked after routing, where authentication has run: ``key="user"`` reads
+``scope["user"]`` (Starlette's ``AuthenticationMiddleware``), and
+``key=Depends(current_user)`` limits by what that dependency returns.
+
+Which engine: ``RateLimit(..., engine=...)``, else ``app.state.ratelimit_engine``
+(:func:`setup` sets it), else the :class:`~ratelimit_mw.asgi.RateLimitMiddleware` in
+the app's middleware stack. None of them is a :class:`~ratelimit_mw.errors.ConfigError`
+on the first request, never a silent "no limit". A rate that does not parse is a
+ConfigError when the dependency is created (at import).
+
+:func:`setup` also answers denials with the engine's problem+json 429 and documents
+the 429 (status, headers, body) of every limited route in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+from fastapi import FastAPI, Request, Response
+from fastapi.params import Depends
+from starlette.exceptions import HTTPException
+
+from ratelimit_mw import log
+from ratelimit_mw.asgi import RateLimitMiddleware
+from ratelimit_mw.core.keys import Access
+from ratelimit_mw.core.problem import QUOTA_EXCEEDED
+from ratelimit_mw.core.rates import Rule, parse_rates
+from ratelimit_mw.engine import Engine, Router, Verdict, build_engine
+from ratelimit_mw.errors import ConfigError
+from ratelimit_mw.policy.loader import policies_from_env
+from ratelimit_mw.requestview import ASGIRequest, _scope_header, _scope_peer, _scope_user
+
+__all__ = ["RateLimit", "RateLimited", "identity_of", "setup"]
+
+#: Where :func:`setup` leaves the engine for the dependencies.
+STATE_ATTR = "ratelimit_engine"
+_NO_VALUE: Any = object()
+
+
+class RateLimited(HTTPException):
+    """A denial by a :class:`RateLimit` dependency: status 429 (or as configured),
+    with the rate-limit headers. :func:`setup` renders it as the engine's problem+json."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, media_type: str,
+                 verdict: Verdict) -> None:
+        retry = headers.get("Retry-After", "")
+        super().__init__(status, detail=f"Rate limit exceeded; retry after {retry} seconds.", headers=headers)
+        self.body = body
+        self.media_type = media_type
+        self.verdict = verdict
+
+
+class _Source(NamedTuple):
+    """What the dependency's keys read: the Starlette request, and the key dependency's value."""
+
+    request: Request
+    user: Any
+
+
+def identity_of(value: Any) -> object | None:
+    """The identifier of a user value: a ``str``/``int`` itself; an object's ``identity``,
+    ``id``, ``pk``, ``username`` or ``sub`` (a mapping's too); ``None`` when anonymous.
+
+    Raises:
+        TypeError: nothing identifies it (its ``str()`` could differ per request and
+            lift the limit); the request is then limited by the next key of the chain.
+    """
+    if value is None or isinstance(value, (str, int)):
+        return value  # type: ignore[no-any-return]
+    if getattr(value, "is_authenticated", True) is False:
+        return None
+    for name in ("identity", "id", "pk", "username", "sub"):
+        found = value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    raise TypeError(f"cannot tell which user {type(value).__name__} is: give it an id, or return a str")
+
+
+def _user(source: _Source) -> object | None:
+    if source.user is _NO_VALUE:
+        return _scope_user(source.request.scope)
+    return identity_of(source.user)
+
+
+def _header(name: str) -> Callable[[_Source], str | None]:
+    read = _scope_header(name)
+    return lambda source: read(source.request.scope)
+
+
+#: How keys read a dependency's request: the scope, the native request, the user.
+ACCESS = Access(
+    lambda source: _scope_peer(source.request.scope),
+    _header,
+    lambda source: ASGIRequest(source.request.scope),
+    lambda source: ASGIRequest(source.request.scope, native=source.request),
+    _user,
+)
+
+
+def _find_engine(request: Request) -> Engine:
+    app = request.scope.get("app")
+    state = getattr(app, "state", None)
+    engine = getattr(state, STATE_ATTR, None) if state is not None else None
+    if isinstance(engine, Engine):
+        return engine
+    node = getattr(app, "middleware_stack", None)
+    for _ in range(64):  # the stack is a chain of .app attributes
+        if node is None:
+            break
+        if isinstance(node, RateLimitMiddleware):
+            if state is not None:
+                setattr(state, STATE_ATTR, node.engine)
+            return node.engine
+        node = getattr(node, "app", None)
+    raise ConfigError(
+        "RateLimit dependency: no rate-limit engine. Call ratelimit_mw.fastapi.setup(app, ...), add "
+        "ratelimit_mw.RateLimitMiddleware to the app, or pass RateLimit(..., engine=...)"
+    )
+
+
+class RateLimit:
+    """A FastAPI dependency that limits the routes it guards.
+
+    ``dependencies=[Depends(RateLimit("5/minute", key="user"))]`` on a route, an
+    ``APIRouter`` or the app. Each guarded route gets its own buckets (unless ``name``
+    is given, which makes every route it guards share one).
+
+    Args:
+        limits: ``"5/minute"``, ``"1/second;5/minute"``, or a list of rates.
+        key: a key spec (``"user"``, ``["user", "ip"]``, ``"header:X-API-Key"``), a
+            callable, or ``Depends(current_user)``: limit by the dependency's value
+            (:func:`identity_of`), and by client IP when it returns ``None``.
+            ``None``: the policies' default key.
+        cost: units each request consumes.
+        name: the declared route's name; default ``dependency:<METHODS> <path>``.
+        engine: the engine to use (default: found from the app, see the module).
+
+    Raises:
+        ConfigError: a rate that does not parse.
+    """
+
+    def __init__(self, limits: str | Rule | Sequence[str | Rule], *, key: Any = None, cost: int = 1,
+                 name: str | None = None, engine: Engine | None = None) -> None:
+        items = (limits,) if isinstance(limits, (str, Rule)) else tuple(limits)
+        for item in items:
+            if not isinstance(item, Rule):
+                try:
+                    parse_rates(item)
+                except ConfigError as exc:
+                    raise ConfigError(f"RateLimit({limits!r}): {exc}") from None
+        if not items:
+            raise ConfigError("RateLimit: give at least one limit, e.g. RateLimit('5/minute')")
+        self.limits = items
+        self.cost = cost
+        self.name = name
+        self.engine = engine
+        self.key_dependency: Depends | None = key if isinstance(key, Depends) else None
+        self.key = ["user", "ip"] if self.key_dependency is not None else key
+        self._names: dict[int, str] = {}
+        self._declared: dict[int, set[str]] = {}
+        self._routers: dict[int, Router] = {}
+        parameters = [
+            inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+            inspect.Parameter("response", inspect.Parameter.KEYWORD_ONLY, annotation=Response),
+        ]
+        if self.key_dependency is not None:
+            parameters.append(inspect.Parameter("ratelimit_user", inspect.Parameter.KEYWORD_ONLY,
+                                                default=self.key_dependency, annotation=Any))
+        #: FastAPI reads the dependency's parameters here: the key dependency joins them.
+        self.__signature__ = inspect.Signature(parameters)
+
+    def __repr__(self) -> str:
+        return f"RateLimit({list(self.limits)!r}, key={self.key!r})"
+
+    def route_name(self, request: Request) -> str:
+        """The declared route's name for this request's route."""
+        if self.name is not None:
+            return self.name
+        route = request.scope.get("route")
+        if route is None:
+            return "dependency:<unrouted>"
+        ident = id(route)
+        name = self._names.get(ident)
+        if name is None:
+            methods = ",".join(sorted(getattr(route, "methods", None) or ()))
+            path = getattr(route, "path", "?")
+            name = self._names[ident] = f"dependency:{methods} {path}" if methods else f"dependency:{path}"
+        return name
+
+    async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
+        engine = self.engine or _find_engine(request)
+        name = self.route_name(request)
+        ident = id(engine)
+        declared = self._declared.get(ident)
+        if declared is None:
+            declared = self._declared[ident] = set()
+            self._routers[ident] = engine.router(ACCESS)
+        if name not in declared:
+            engine.declare(name, self.limits, key=self.key, source="dependency", cost=self.cost)
+            declared.add(name)
+        plan = self._routers[ident].named(name)
+        if plan is None:  # RATELIMIT_ENABLED is off
+            request.state.ratelimit = None
+            return
+        source = _Source(request, ratelimit_user)
+        try:
+            verdict = plan.decide(source) if engine.inline else await plan.adecide(source)
+        except Exception as exc:  # a limiter bug must never become a 500
+            log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=name)
+            verdict = None
+        request.state.ratelimit = verdict
+        if verdict is None:
+            return
+        if verdict.reject:
+            rejection = engine.rejection(verdict)
+            headers = {k: v for k, v in rejection.headers if k.lower() not in ("content-length", "content-type")}
+            media_type = next((v for k, v in rejection.headers if k.lower() == "content-type"), "application/json")
+            raise RateLimited(rejection.status, headers, rejection.body, media_type, verdict)
+        if verdict.delay > 0:
+            await engine.limiter.asleep(verdict.delay)
+        for header, value in verdict.headers:
+            response.headers[header] = value
+
+
+def _render(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return Response(exc.body, status_code=exc.status_code, headers=exc.headers, media_type=exc.media_type)
+
+
+def setup(app: FastAPI, *, engine: Engine | None = None, policies: Any = None, backend: Any = None,
+          metrics: Any = None, metrics_path: str | None = None, middleware: bool = True,
+          **options: Any) -> Engine:
+    """Give ``app`` a rate-limit engine: the middleware (YAML routes), the engine for
+    :class:`RateLimit` dependencies, the problem+json 429, and the 429 in OpenAPI.
+
+    Args:
+        app: the FastAPI app.
+        engine: an engine to use; else one is built from ``policies``/``backend``/``options``
+            (as :class:`~ratelimit_mw.asgi.RateLimitMiddleware` does, ``enabled=`` included);
+            with no policies anywhere, an empty set (only the dependencies limit).
+        metrics, metrics_path: passed to the middleware.
+        middleware: add the middleware (set ``False`` to use dependencies only).
+
+    Returns:
+        the engine (also in ``app.state.ratelimit_engine``).
+    """
+    if engine is None:
+        if policies is None and policies_from_env(options.get("env")) is None:
+            policies = "version: 1\n"  # dependencies only: no YAML route
+        engine = build_engine(policies, backend, **options)
+    setattr(app.state, STATE_ATTR, engine)
+    if middleware:
+        app.add_middleware(RateLimitMiddleware, engine=engine, metrics=metrics,  # type: ignore[arg-type]
+                           metrics_path=metrics_path)
+    elif metrics is not None:
+        metrics.attach(engine)
+    app.add_exception_handler(RateLimited, _render)
+    original = app.openapi
+    app.openapi = partial(_openapi, app, original, engine)  # type: ignore[method-assign]
+    return engine
+
+
+# -- OpenAPI ---------------------------------------------------------------------------
+
+_HEADER_DOCS = {
+    "Retry-After": "Seconds to wait before retrying.",
+    "X-RateLimit-Limit": "Requests allowed in the current window.",
+    "X-RateLimit-Remaining": "Requests left in the current window.",
+    "X-RateLimit-Reset": "Seconds until the window resets.",
+    "RateLimit": "The IETF RateLimit header: the current quota.",
+    "RateLimit-Policy": "The IETF RateLimit-Policy header: the quota policies.",
+}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "RateLimitProblem",
+    "properties": {
+        "type": {"type": "string", "example": QUOTA_EXCEEDED},
+        "title": {"type": "string", "example": "Too Many Requests"},
+        "status": {"type": "integer", "example": 429},
+        "detail": {"type": "string"},
+        "violated-policies": {"type": "array", "items": {"type": "string"}},
+        "retry_after": {"type": "integer"},
+    },
+}
+
+
+def _uses_rate_limit(dependant: Any) -> bool:
+    stack = [dependant]
+    while stack:
+        node = stack.pop()
+        if isinstance(getattr(node, "call", None), RateLimit):
+            return True
+        stack.extend(getattr(node, "dependencies", ()))
+    return False
+
+
+def _limited_by_policies(engine: Engine, method: str, path: str) -> bool:
+    found = engine.policies.match(method, path)
+    return found is not None and not found.route.exempt and bool(found.route.rules)
+
+
+def _api_routes(app: FastAPI) -> list[Any]:
+    """Every API route, those of included routers too (FastAPI's own walk where it has one)."""
+    from fastapi import routing
+    from fastapi.openapi import utils
+
+    iterate = getattr(routing, "iter_route_contexts", None)
+    resolve = getattr(utils, "_get_api_route_for_openapi", None)
+    if iterate is not None and resolve is not None:
+        return [route for route in (resolve(context) for context in iterate(app.routes)) if route is not None]
+    return [route for route in app.routes if isinstance(route, routing.APIRoute)]
+
+
+def _openapi(app: FastAPI, original: Callable[[], dict[str, Any]], engine: Engine) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = original()
+    status = str(engine.policies.response_status)
+    answer = {
+        "description": "Too Many Requests: a rate limit was exceeded.",
+        "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in _HEADER_DOCS.items()},
+        "content": {engine.policies.response_content_type: {"schema": PROBLEM_SCHEMA}},
+    }
+    for route in _api_routes(app):
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        operations = schema.get("paths", {}).get(path) if isinstance(path, str) else None
+        if not operations or not isinstance(path, str):
+            continue
+        dependant = getattr(route, "dependant", None)
+        for method in getattr(route, "methods", None) or ():
+            operation = operations.get(method.lower())
+            if operation is None:
+                continue
+            if _uses_rate_limit(dependant) or _limited_by_policies(engine, method, path):
+                operation.setdefault("responses", {}).setdefault(status, answer)
+    app.openapi_schema = schema
+    return schema

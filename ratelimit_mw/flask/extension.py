@@ -62,7 +62,6 @@ CONFIG_OPTIONS: dict[str, str] = {
     "RATELIMIT_BACKEND": "backend",
     "RATELIMIT_ENABLED": "enabled",
     "RATELIMIT_KEY_SECRET": "key_secret",
-    "RATELIMIT_ON_BACKEND_ERROR": "on_backend_error",
     "RATELIMIT_PREFIX": "prefix",
     "RATELIMIT_METRICS": "metrics",
     "RATELIMIT_ENGINE": "engine",
@@ -210,7 +209,7 @@ class RateLimiter:
     Configuration comes from ``app.config`` (see the Flask guide for every key):
     ``RATELIMIT_POLICIES`` (path, YAML text or mapping), ``RATELIMIT_BACKEND`` (URL
     or client), ``RATELIMIT_ENABLED``, ``RATELIMIT_KEY_SECRET``,
-    ``RATELIMIT_ON_BACKEND_ERROR``, ``RATELIMIT_PREFIX``, ``RATELIMIT_METRICS``,
+    ``RATELIMIT_PREFIX``, ``RATELIMIT_METRICS``,
     ``RATELIMIT_ENGINE`` (an existing Engine), ``RATELIMIT_LIMITER_OPTIONS`` (more
     :class:`~ratelimit_mw.Limiter` options). Keyword arguments given here win over
     the config.
@@ -273,7 +272,7 @@ class RateLimiter:
         config = app.config
         options: dict[str, Any] = {}
         for config_key, option in CONFIG_OPTIONS.items():
-            if config_key in config:
+            if config.get(config_key) is not None:
                 options[option] = config[config_key]
         options.update(config.get("RATELIMIT_LIMITER_OPTIONS") or {})
         options.update(self._options)

@@ -310,10 +310,26 @@ def test_hostile_paths_and_headers_never_500_and_never_escape(app: Flask) -> Non
 
 
 def test_a_backend_that_is_down_never_becomes_a_500(clock: FakeClock) -> None:
-    app = create_app(RATELIMIT_BACKEND="redis://127.0.0.1:1/0", RATELIMIT_ON_BACKEND_ERROR="allow",
+    app = create_app(RATELIMIT_BACKEND="redis://127.0.0.1:1/0",  # the policies' default: allow
                      RATELIMIT_LIMITER_OPTIONS={"socket_timeout": 0.05, "socket_connect_timeout": 0.05})
     alice = client_for(app, "alice")
     assert statuses(alice, "/search", 5) == [200] * 5
+    deny = {"version": 1, "defaults": {"key": ["user", "ip"], "on_backend_error": "deny"}}
+    strict = create_app(RATELIMIT_BACKEND="redis://127.0.0.1:1/0", RATELIMIT_POLICIES=deny,
+                        RATELIMIT_LIMITER_OPTIONS={"socket_timeout": 0.05, "socket_connect_timeout": 0.05})
+    assert statuses(client_for(strict, "alice"), "/search", 2) == [429, 429]  # fail closed, never a 500
+
+
+def test_an_engine_can_be_shared_through_the_config(clock: FakeClock) -> None:
+    from ratelimit_mw.engine import build_engine
+
+    engine = build_engine({"version": 1, "defaults": {"key": "ip"}}, "memory://", clock=clock)
+    first = create_app(RATELIMIT_ENGINE=engine, RATELIMIT_POLICIES=None)
+    second = create_app(RATELIMIT_ENGINE=engine, RATELIMIT_POLICIES=None)
+    assert statuses(client_for(first, "alice"), "/search", 2) == [200, 200]
+    assert statuses(client_for(second, "alice"), "/search", 2) == [200, 429]  # one engine, one count
+    with pytest.raises(ConfigError, match="RATELIMIT_ENGINE"):
+        create_app(RATELIMIT_ENGINE=engine)  # and the factory's RATELIMIT_POLICIES
 
 
 def test_a_custom_response_wins_over_our_headers_it_already_sets(app: Flask) -> None:

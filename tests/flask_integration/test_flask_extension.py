@@ -513,3 +513,34 @@ def test_error_responses_carry_the_headers_too(clock: FakeClock) -> None:
     assert failed.status_code == 500 and failed.headers["X-RateLimit-Remaining"] == "4"
     missing = client.get("/api/nothing-here")  # a YAML route (/api/**) with no view: 404
     assert missing.status_code == 404 and missing.headers["X-RateLimit-Limit"] == "10"
+
+
+def test_a_user_loader_that_raises_is_reported_and_the_request_limited_by_ip(clock: FakeClock) -> None:
+    from flask import session
+    from flask_login import LoginManager
+
+    local = RateLimiter(clock=clock)
+    app = Flask("raising_loader")
+    app.config["SECRET_KEY"] = "test-secret-key-0123456789"
+    manager = LoginManager(app)
+
+    @manager.user_loader
+    def load_user(user_id: str) -> None:
+        raise LookupError("the user database is down")
+
+    @app.post("/pretend-login")
+    def pretend_login() -> str:
+        session["_user_id"] = "alice"  # what login_user() stores
+        return "ok"
+
+    @app.get("/k")
+    @local.limit("2/minute", key=["user", "ip"])
+    def k() -> str:
+        return "k"
+
+    local.init_app(app)
+    client = client_for(app)
+    client.post("/pretend-login")
+    with capture_logs() as events:
+        assert statuses(client, "/k", 3) == [200, 200, 429]
+    assert [e["error"] for e in events if e["event"] == log.KEY_ERROR] == ["LookupError"] * 3

@@ -18,7 +18,10 @@ from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.requestview import SCOPE, route_path
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RateLimitMiddleware"]
+__all__ = ["VERDICT_KEY", "RateLimitMiddleware"]
+
+#: The scope key under which an allowed request's verdict reaches the app.
+VERDICT_KEY = "ratelimit.verdict"
 
 
 class RateLimitMiddleware:
@@ -106,6 +109,7 @@ class RateLimitMiddleware:
         if verdict.delay > 0:
             await self._sleep(verdict.delay)
         extra = verdict.headers
+        scope[VERDICT_KEY] = verdict  # for checks declared at the view (ratelimit_mw.fastapi)
         await self.app(scope, receive, _with_headers(send, extra, engine) if extra else send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
         "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="a request header (repeatable)"
     )
     explain.add_argument("--peer", help="the client address the server sees (default: none)")
+    explain.add_argument(
+        "--app", metavar="MODULE:ATTR",
+        help="also list the limits declared in code (decorators, dependencies) of this app or engine",
+    )
     explain.add_argument("--json", action="store_true", help="print JSON")
 
     usage = commands.add_parser("usage", help="remaining quota of one client on one route")
@@ -159,16 +164,27 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     path, _, query = args.path.partition("?")
     if not path.startswith("/"):
         raise _UsageError(f"the path must start with '/', got {args.path!r}")
+    from ratelimit_mw.policy.policyset import rule_text
+
     report = policies.explain(args.method, path)
     match = policies.match(args.method.upper(), path)
-    if match is not None and not match.route.exempt:
-        request = FakeRequest(args.method, path, headers, peer=args.peer, query_string=query)
-        key = match.route.key(request)
+    route = None if match is None else match.route
+    request = FakeRequest(args.method, path, headers, peer=args.peer, query_string=query)
+    if route is not None and not route.exempt:
+        if route.plan is not None:  # the limits of this client's plan
+            plan_name, route = resolve_plan(route, request)
+            report.update(policy=route.policy, source="plan", resolved_plan=plan_name,
+                          limits=[rule_text(rule) for rule in route.rules])
+        key = route.key(request)
         report["resolved_key"] = {"source": _key_source(key), "hash": KeyHasher()(key)}
+    declared = declared_report(args.app) if args.app else []
+    if args.app:
+        report["declared"] = declared
     if args.json:
         print(json.dumps(report, indent=2))
-    elif match is None:
+    elif match is None or route is None:
         print(f"{report['method']} {path}: no route matches; the request passes through unlimited")
+        print("\n".join(_declared_lines(declared)))
     else:
         lines = [
             f"{report['method']} {path}",
@@ -177,16 +193,75 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         if report["exempt"]:
             lines.append("  action:  exempt (never limited)")
         else:
+            plan = f"   plan: {report['resolved_plan']} (from {report['plan']['resolver']})" if "plan" in report else ""
             lines += [
                 f"  action:  {report['action']}",
-                f"  policy:  {report.get('policy') or '-'}",
-                "  limits:  " + ", ".join(str(rule) for rule in match.route.rules),
-                f"  key:     {match.route.key_spec}",
+                f"  policy:  {report.get('policy') or '-'}{plan}",
+                "  limits:  " + ", ".join(str(rule) for rule in route.rules) + f"   (source: {report['source']})",
+                f"  key:     {route.key_spec}",
                 f"  scope:   {report['scope']}   cost: {report['cost']}",
                 f"  client:  {report['resolved_key']['source']} -> hash {report['resolved_key']['hash']}",
             ]
-        print("\n".join(lines))
+            if report.get("exempt_when"):
+                lines.append(f"  exempt when: {report['exempt_when']}")
+        print("\n".join(lines + _declared_lines(declared)))
     return EXIT_OK if match is not None else EXIT_NOT_FOUND
+
+
+def resolve_plan(route: Any, request: Any) -> tuple[str, Any]:
+    """The plan ``route``'s resolver picks for ``request`` and its route (the default
+    plan when the value is missing or unknown, or the resolver raises)."""
+    from ratelimit_mw.core.keys import VIEW_ACCESS
+
+    choice = route.plan
+    try:
+        value = choice.resolver.bind(VIEW_ACCESS)(request)
+    except Exception:
+        value = None
+    name = str(value).strip() if value is not None else ""
+    if name not in choice.routes:
+        name = choice.default
+    return name, choice.routes[name]
+
+
+def declared_report(target: str) -> list[dict[str, Any]]:
+    """The limits an app declares in code: import ``module:attr`` (an app or an Engine)."""
+    from ratelimit_mw.engine import Engine
+
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in (attr or "app").split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise _UsageError(f"--app {target!r}: cannot import it: {type(exc).__name__}: {exc}") from None
+    from ratelimit_mw.discover import engine_of
+
+    engine = engine_of(obj)
+    if engine is not None and type(obj).__module__.startswith("fastapi"):
+        from ratelimit_mw.fastapi import declare_routes
+
+        declare_routes(obj, engine)  # dependencies declare themselves on first use: do it now
+    if not isinstance(engine, Engine):
+        raise _UsageError(f"--app {target!r}: found no rate-limit engine in it (an Engine, app.state.ratelimit_engine, "
+                          "a RateLimitMiddleware, or an 'engine' attribute)")
+    from ratelimit_mw.policy.policyset import rule_text
+
+    return [
+        {"name": name, "source": route.extra.get("source", "decorator"), "key": route.key_spec,
+         "limits": [rule_text(rule) for rule in route.rules]}
+        for name, route in engine.declared.items()
+    ]
+
+
+def _declared_lines(declared: list[dict[str, Any]]) -> list[str]:
+    if not declared:
+        return []
+    lines = ["  declared in code (each checked at its own view, after any YAML route):"]
+    for entry in declared:
+        limits = ", ".join(text.split(";")[0] for text in entry["limits"])
+        lines.append(f"    {entry['name']}: {limits}   key: {entry['key']}   (source: {entry['source']})")
+    return lines
 
 
 def _cmd_usage(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from ratelimit_mw.core.rates import Rule, parse_rates
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.policy.model import Route
 
-__all__ = ["SOURCES", "Declaration", "declared_route"]
+__all__ = ["SOURCES", "Declaration", "declared_route", "stricter"]
 
 #: Where a limit comes from, as ``explain`` names it.
 SOURCES = ("yaml", "decorator", "dependency", "plan")
@@ -111,3 +111,17 @@ def declared_route(decl: Declaration, policies: Any) -> Route:
         shadow=bool(defaults.get("shadow", False)),
         extra={"source": decl.source, "key": key_text},
     )
+
+
+def stricter(first: Any, second: Any) -> Any:
+    """Of two verdicts (a YAML route's and a declared route's, ``None`` for no check),
+    the one whose headers a response should carry: a denial, else the fewer remaining
+    requests (then the lower limit). Used by integrations that check both."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    if first.reject != second.reject:
+        return first if first.reject else second
+    a, b = first.decision, second.decision
+    return first if (a.remaining, a.limit) < (b.remaining, b.limit) else second

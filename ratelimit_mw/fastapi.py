@@ -31,19 +31,19 @@ from fastapi.params import Depends
 from starlette.exceptions import HTTPException
 
 from ratelimit_mw import log
-from ratelimit_mw.asgi import RateLimitMiddleware
+from ratelimit_mw.asgi import VERDICT_KEY, RateLimitMiddleware
 from ratelimit_mw.core.keys import Access
 from ratelimit_mw.core.problem import QUOTA_EXCEEDED
 from ratelimit_mw.core.rates import Rule, parse_rates
+from ratelimit_mw.declared import stricter
+from ratelimit_mw.discover import STATE_ATTR, engine_of
 from ratelimit_mw.engine import Engine, Router, Verdict, build_engine
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.policy.loader import policies_from_env
 from ratelimit_mw.requestview import ASGIRequest, _scope_header, _scope_peer, _scope_user
 
-__all__ = ["RateLimit", "RateLimited", "identity_of", "setup"]
+__all__ = ["RateLimit", "RateLimited", "declare_routes", "identity_of", "setup"]
 
-#: Where :func:`setup` leaves the engine for the dependencies.
-STATE_ATTR = "ratelimit_engine"
 _NO_VALUE: Any = object()
 
 
@@ -109,19 +109,12 @@ ACCESS = Access(
 
 def _find_engine(request: Request) -> Engine:
     app = request.scope.get("app")
-    state = getattr(app, "state", None)
-    engine = getattr(state, STATE_ATTR, None) if state is not None else None
+    engine = engine_of(app)
     if isinstance(engine, Engine):
+        state = getattr(app, "state", None)
+        if state is not None:
+            setattr(state, STATE_ATTR, engine)  # found once per app
         return engine
-    node = getattr(app, "middleware_stack", None)
-    for _ in range(64):  # the stack is a chain of .app attributes
-        if node is None:
-            break
-        if isinstance(node, RateLimitMiddleware):
-            if state is not None:
-                setattr(state, STATE_ATTR, node.engine)
-            return node.engine
-        node = getattr(node, "app", None)
     raise ConfigError(
         "RateLimit dependency: no rate-limit engine. Call ratelimit_mw.fastapi.setup(app, ...), add "
         "ratelimit_mw.RateLimitMiddleware to the app, or pass RateLimit(..., engine=...)"
@@ -192,14 +185,11 @@ class RateLimit:
         ident = id(route)
         name = self._names.get(ident)
         if name is None:
-            methods = ",".join(sorted(getattr(route, "methods", None) or ()))
-            path = getattr(route, "path", "?")
-            name = self._names[ident] = f"dependency:{methods} {path}" if methods else f"dependency:{path}"
+            name = self._names[ident] = _route_name(route)
         return name
 
-    async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
-        engine = self.engine or _find_engine(request)
-        name = self.route_name(request)
+    def declare(self, engine: Engine, name: str) -> None:
+        """Declare the route ``name`` in ``engine`` (once per engine and name)."""
         ident = id(engine)
         declared = self._declared.get(ident)
         if declared is None:
@@ -208,7 +198,12 @@ class RateLimit:
         if name not in declared:
             engine.declare(name, self.limits, key=self.key, source="dependency", cost=self.cost)
             declared.add(name)
-        plan = self._routers[ident].named(name)
+
+    async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
+        engine = self.engine or _find_engine(request)
+        name = self.route_name(request)
+        self.declare(engine, name)
+        plan = self._routers[id(engine)].named(name)
         if plan is None:  # RATELIMIT_ENABLED is off
             request.state.ratelimit = None
             return
@@ -218,7 +213,8 @@ class RateLimit:
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=name)
             verdict = None
-        request.state.ratelimit = verdict
+        earlier = request.scope.get(VERDICT_KEY)  # the middleware's YAML route, if any
+        request.state.ratelimit = stricter(earlier, verdict)
         if verdict is None:
             return
         if verdict.reject:
@@ -228,8 +224,34 @@ class RateLimit:
             raise RateLimited(rejection.status, headers, rejection.body, media_type, verdict)
         if verdict.delay > 0:
             await engine.limiter.asleep(verdict.delay)
-        for header, value in verdict.headers:
-            response.headers[header] = value
+        if request.state.ratelimit is verdict:  # else the middleware adds its stricter headers
+            for header, value in verdict.headers:
+                response.headers[header] = value
+
+
+def _route_name(route: Any) -> str:
+    methods = ",".join(sorted(getattr(route, "methods", None) or ()))
+    path = getattr(route, "path", "?")
+    return f"dependency:{methods} {path}" if methods else f"dependency:{path}"
+
+
+def _rate_limits(dependant: Any) -> list[RateLimit]:
+    found, stack = [], [dependant]
+    while stack:
+        node = stack.pop()
+        call = getattr(node, "call", None)
+        if isinstance(call, RateLimit):
+            found.append(call)
+        stack.extend(getattr(node, "dependencies", ()))
+    return found
+
+
+def declare_routes(app: FastAPI, engine: Engine) -> None:
+    """Declare every route's ``RateLimit`` in ``engine`` now (they declare themselves on
+    their first request otherwise): for ``ratelimit-mw explain --app`` and warm-up."""
+    for route in _api_routes(app):
+        for limit in _rate_limits(getattr(route, "dependant", None)):
+            limit.declare(limit.engine or engine, limit.name or _route_name(route))
 
 
 def _render(request: Request, exc: Exception) -> Response:
@@ -295,13 +317,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 
 def _uses_rate_limit(dependant: Any) -> bool:
-    stack = [dependant]
-    while stack:
-        node = stack.pop()
-        if isinstance(getattr(node, "call", None), RateLimit):
-            return True
-        stack.extend(getattr(node, "dependencies", ()))
-    return False
+    return bool(_rate_limits(dependant))
 
 
 def _limited_by_policies(engine: Engine, method: str, path: str) -> bool:

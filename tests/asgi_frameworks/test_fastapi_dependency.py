@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -150,6 +150,20 @@ def test_yaml_route_and_dependency_are_two_checks() -> None:
     assert first.status_code == 200 and first.headers["X-RateLimit-Limit"] == "1"  # the stricter check's
     assert client.statuses("/both", 3) == [429, 429, 429]  # the dependency denies; YAML counted 3, denies the 4th
     assert client.get("/both").json()["violated-policies"] == ["3-per-minute"]
+
+
+def test_the_stricter_checks_headers_win() -> None:
+    app = FastAPI()
+    setup(app, policies="version: 1\nroutes:\n  - {match: 'GET /yaml-stricter', limits: ['2/minute']}\n",
+          backend="memory://")
+
+    @app.get("/yaml-stricter", dependencies=[Depends(RateLimit("5/minute", key="ip"))])
+    async def yaml_stricter(request: Request) -> dict[str, int]:
+        return {"limit": request.state.ratelimit.decision.limit}
+
+    first = Client(app).get("/yaml-stricter")
+    assert first.headers["X-RateLimit-Limit"] == "2" and first.headers["X-RateLimit-Remaining"] == "1"
+    assert first.json() == {"limit": 2}  # request.state.ratelimit holds the stricter decision too
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -1,0 +1,46 @@
+"""Find the rate-limit engine an app runs, for ``ratelimit-mw explain --app`` and the
+FastAPI dependency: whatever the framework, without importing it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["engine_of"]
+
+#: The attribute under which integrations leave their engine on the app (``app.state``,
+#: Flask's ``app.extensions``).
+STATE_ATTR = "ratelimit_engine"
+
+
+def engine_of(obj: Any) -> Any:
+    """The :class:`~ratelimit_mw.engine.Engine` of ``obj``, or ``None``.
+
+    Looks at: ``obj`` itself; its ``state.ratelimit_engine`` (FastAPI ``setup``); its
+    ``extensions["ratelimit"]`` (Flask); an ``engine`` attribute (middlewares, Django
+    and Flask integrations); then down the ASGI/WSGI middleware chain (``.app``,
+    ``.wsgi_app``, ``middleware_stack``).
+    """
+    from ratelimit_mw.engine import Engine
+
+    seen: set[int] = set()
+    node = obj
+    for _ in range(64):
+        if node is None or id(node) in seen:
+            return None
+        seen.add(id(node))
+        if isinstance(node, Engine):
+            return node
+        for found in (getattr(getattr(node, "state", None), STATE_ATTR, None),
+                      (getattr(node, "extensions", None) or {}).get("ratelimit")
+                      if isinstance(getattr(node, "extensions", None), dict) else None,
+                      getattr(node, "engine", None)):
+            if isinstance(found, Engine):
+                return found
+            inner = getattr(found, "engine", None)
+            if isinstance(inner, Engine):
+                return inner
+        stack = getattr(node, "middleware_stack", False)
+        if stack is None and callable(getattr(node, "build_middleware_stack", None)):
+            stack = node.build_middleware_stack()  # Starlette builds it on the first request
+        node = stack or getattr(node, "wsgi_app", None) or getattr(node, "app", None)
+    return None

@@ -11,9 +11,13 @@ ADMIN = "asgi-frameworks-admin-token-0123456789"
 
 
 class Client:
-    def __init__(self, app: Any, ip: str = "203.0.113.9") -> None:
+    """Requests run on ``loop`` when given (one loop for apps whose backend keeps async
+    connections, e.g. Redis), else each on a fresh loop."""
+
+    def __init__(self, app: Any, ip: str = "203.0.113.9", loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.app = app
         self.ip = ip
+        self.loop = loop
 
     def request(self, method: str, path: str, *, token: str | None = None, ip: str | None = None,
                 headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
@@ -26,7 +30,7 @@ class Client:
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
                 return await client.request(method, path, headers=sent, **kwargs)
 
-        return asyncio.run(go())
+        return self.loop.run_until_complete(go()) if self.loop is not None else asyncio.run(go())
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)

@@ -126,6 +126,19 @@ def test_admin_change_of_a_plans_policy_takes_effect_at_once() -> None:
     assert allowed(eng, "bob", 6) == [True] * 5 + [False]
 
 
+def test_admin_usage_of_one_plan() -> None:
+    eng = engine()
+    allowed(eng, "alice", 2)  # pro
+    api = AdminAPI(eng, token="t" * 32)
+    auth = {"authorization": "Bearer " + "t" * 32}
+    query = {"key": "header:x-user:alice", "path": "/data"}
+    pro = json.loads(api.handle(AdminRequest("GET", "/usage", {**query, "plan": "pro"}, auth, b"")).body)
+    free = json.loads(api.handle(AdminRequest("GET", "/usage", query, auth, b"")).body)
+    assert (pro["policy"], pro["limits"][0]["remaining"]) == ("pro", 3)
+    assert (free["policy"], free["limits"][0]["remaining"]) == ("free", 2)
+    assert api.handle(AdminRequest("GET", "/usage", {**query, "plan": "gold"}, auth, b"")).status == 404
+
+
 def test_explain_shows_each_plan() -> None:
     out = load_policies(POLICIES).explain("GET", "/data")
     assert out["source"] == "plan" and out["policy"] == "free"

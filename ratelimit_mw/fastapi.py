@@ -22,6 +22,7 @@ the 429 (status, headers, body) of every limited route in the OpenAPI schema.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -159,9 +160,10 @@ class RateLimit:
         self.engine = engine
         self.key_dependency: Depends | None = key if isinstance(key, Depends) else None
         self.key = ["user", "ip"] if self.key_dependency is not None else key
-        self._names: dict[int, str] = {}
-        self._declared: dict[int, set[str]] = {}
-        self._routers: dict[int, Router] = {}
+        self._names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        #: per engine (weakly: tests build many): its router for dependencies, and the names declared
+        self._engines: weakref.WeakKeyDictionary[Engine, tuple[Router, set[str]]] = weakref.WeakKeyDictionary()
+        self._by_app: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
         parameters = [
             inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
             inspect.Parameter("response", inspect.Parameter.KEYWORD_ONLY, annotation=Response),
@@ -175,6 +177,13 @@ class RateLimit:
     def __repr__(self) -> str:
         return f"RateLimit({list(self.limits)!r}, key={self.key!r})"
 
+    def _find(self, request: Request) -> Engine:
+        engine = _find_engine(request)
+        app = request.scope.get("app")
+        if app is not None:
+            self._by_app[app] = engine  # weakly: a test suite may build many apps
+        return engine
+
     def route_name(self, request: Request) -> str:
         """The declared route's name for this request's route."""
         if self.name is not None:
@@ -182,28 +191,29 @@ class RateLimit:
         route = request.scope.get("route")
         if route is None:
             return "dependency:<unrouted>"
-        ident = id(route)
-        name = self._names.get(ident)
-        if name is None:
-            name = self._names[ident] = _route_name(route)
+        try:
+            name = self._names.get(route)
+            if name is None:
+                name = self._names[route] = _route_name(route)
+        except TypeError:  # a route object that cannot be weakly referenced
+            name = _route_name(route)
         return name
 
     def declare(self, engine: Engine, name: str) -> None:
         """Declare the route ``name`` in ``engine`` (once per engine and name)."""
-        ident = id(engine)
-        declared = self._declared.get(ident)
-        if declared is None:
-            declared = self._declared[ident] = set()
-            self._routers[ident] = engine.router(ACCESS)
+        known = self._engines.get(engine)
+        if known is None:
+            known = self._engines[engine] = (engine.router(ACCESS), set())
+        declared = known[1]
         if name not in declared:
             engine.declare(name, self.limits, key=self.key, source="dependency", cost=self.cost)
             declared.add(name)
 
     async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
-        engine = self.engine or _find_engine(request)
+        engine = self.engine or self._by_app.get(request.scope.get("app")) or self._find(request)
         name = self.route_name(request)
         self.declare(engine, name)
-        plan = self._routers[id(engine)].named(name)
+        plan = self._engines[engine][0].named(name)
         if plan is None:  # RATELIMIT_ENABLED is off
             request.state.ratelimit = None
             return

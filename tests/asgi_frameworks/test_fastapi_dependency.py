@@ -177,3 +177,22 @@ def test_identity_of(value: object, expected: object) -> None:
 def test_identity_of_an_unidentifiable_value_raises() -> None:
     with pytest.raises(TypeError):
         identity_of(object())
+
+
+def test_user_key_reads_starlettes_authentication_middleware() -> None:
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    from tests.asgi_frameworks.apps import BearerBackend
+
+    app = FastAPI()
+    setup(app, backend="memory://", clock=FakeClock(), middleware=False)
+    app.add_middleware(AuthenticationMiddleware, backend=BearerBackend())
+
+    @app.get("/x", dependencies=[Depends(RateLimit("2/minute", key=["user", "ip"]))])
+    async def x() -> dict[str, str]:
+        return {}
+
+    client = Client(app)
+    assert client.statuses("/x", 3, token="token-alice") == [200, 200, 429]
+    assert client.statuses("/x", 2, token="token-bob") == [200, 200]
+    assert client.statuses("/x", 2, ip="198.51.100.20") == [200, 200]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
@@ -24,6 +24,9 @@ from ratelimit_mw.overload.gate import LimitChange, OverloadGate, Ticket
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.policy.overload import DEFAULT_POOL, OverloadSpec
 from ratelimit_mw.types import Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from ratelimit_mw.engine import Verdict
 
 __all__ = ["GuardedPlan", "Overload", "Shed", "Slot", "call_asgi", "call_wsgi"]
 
@@ -214,18 +217,18 @@ class GuardedPlan:
         self.classify = classify
         self.shed = shed
         self.clock = overload.clock
-        self.verdict = overload.verdict
+        self.verdict: type[Verdict] = overload.verdict
 
-    def _after(self, slot: Slot, verdict: Any) -> Any:
+    def _after(self, slot: Slot, verdict: Verdict | None) -> Verdict | None:
         if verdict is None:  # a CORS preflight the route does not count
             slot.release(False, False)
             return None
         if verdict.reject:
             slot.release(False, False)
             return verdict
-        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], slot))
+        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], slot))  # type: ignore[no-any-return]
 
-    def decide(self, source: Any) -> Any:
+    def decide(self, source: Any) -> Verdict | None:
         ticket = self.gate.acquire(self.classify(source), self.clock())
         if ticket is None:
             return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
@@ -239,7 +242,7 @@ class GuardedPlan:
             raise
         return self._after(slot, verdict)
 
-    async def adecide(self, source: Any) -> Any:
+    async def adecide(self, source: Any) -> Verdict | None:
         ticket = self.gate.acquire(self.classify(source), self.clock())
         if ticket is None:
             return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)

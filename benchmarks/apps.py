@@ -21,6 +21,7 @@ __all__ = [
     "ALLOW",
     "DENY",
     "PEER_ALLOW",
+    "fastapi_app",
     "flask_app",
     "policies",
     "starlette_app",
@@ -117,6 +118,58 @@ def starlette_app(variant: str, *, deny: bool = False, storage: str = "memory://
         return _with_fixed_headers(app)
     elif variant != "bare":
         raise ValueError(f"unknown Starlette variant {variant!r}")
+    return app
+
+
+def fastapi_app(variant: str, *, deny: bool = False, storage: str = "memory://") -> Any:
+    """``bare``, ``bare-dependency`` (a no-op dependency taking the request and response:
+    FastAPI's own dispatch), ``ours-yaml`` (RateLimitMiddleware, the route in YAML), ``ours-dependency``
+    (``Depends(RateLimit(...))`` on the route, engine from ``setup``) or ``slowapi``
+    (its decorator and exception handler, as its docs show for FastAPI)."""
+    from fastapi import Depends, FastAPI, Request, Response
+    from fastapi.responses import PlainTextResponse
+
+    limit = DENY if deny else ALLOW if variant.startswith("ours") else PEER_ALLOW
+    app = FastAPI()
+    if variant == "slowapi":
+        from slowapi import Limiter, _rate_limit_exceeded_handler
+        from slowapi.errors import RateLimitExceeded
+
+        limiter = Limiter(key_func=_api_key_from, storage_uri=storage)
+        app.state.limiter = limiter
+        app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+
+        async def limited(request: Request) -> str:
+            return "ok"
+
+        # this module's annotations are strings, and FastAPI resolves them in the globals
+        # of slowapi's wrapper: give it the class itself
+        limited.__annotations__ = {"request": Request, "return": str}
+        app.get("/resource", response_class=PlainTextResponse)(limiter.limit(limit)(limited))
+        return app
+    dependencies: list[Any] = []
+    if variant == "ours-yaml":
+        from ratelimit_mw.fastapi import setup
+
+        setup(app, policies=policies(limit), backend=storage)
+    elif variant == "ours-dependency":
+        from ratelimit_mw.fastapi import RateLimit, setup
+
+        setup(app, policies="version: 1\ndefaults: {key: 'header:X-API-Key'}\n", backend=storage, middleware=False)
+        dependencies = [Depends(RateLimit(limit))]
+    elif variant == "bare-dependency":
+        async def noop(request: Request, response: Response) -> None:
+            return None
+
+        noop.__annotations__ = {"request": Request, "response": Response, "return": None}  # see slowapi above
+        dependencies = [Depends(noop)]
+    elif variant != "bare":
+        raise ValueError(f"unknown FastAPI variant {variant!r}")
+
+    @app.get("/resource", response_class=PlainTextResponse, dependencies=dependencies)
+    async def resource() -> str:
+        return "ok"
+
     return app
 
 

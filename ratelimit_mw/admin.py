@@ -423,7 +423,13 @@ class AdminAPI:
         match = self.engine.policies.match(method, path)
         if match is None:
             return _error(404, "no_route", f"no route matches {method} {path}")
-        return match.route, key
+        route = match.route
+        plan = request.query.get("plan")
+        if route.plan is not None and plan is not None:  # the buckets of one plan (default: the default plan's)
+            if plan not in route.plan.routes:
+                return _error(404, "no_plan", f"no plan {plan!r}; plans: {', '.join(route.plan.routes)}")
+            route = route.plan.routes[plan]
+        return route, key
 
     def _backend_call(
         self, sync_fn: Callable[..., _T], async_fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any

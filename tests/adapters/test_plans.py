@@ -126,6 +126,19 @@ def test_admin_change_of_a_plans_policy_takes_effect_at_once() -> None:
     assert allowed(eng, "bob", 6) == [True] * 5 + [False]
 
 
+def test_admin_usage_of_one_plan() -> None:
+    eng = engine()
+    allowed(eng, "alice", 2)  # pro
+    api = AdminAPI(eng, token="t" * 32)
+    auth = {"authorization": "Bearer " + "t" * 32}
+    query = {"key": "header:x-user:alice", "path": "/data"}
+    pro = json.loads(api.handle(AdminRequest("GET", "/usage", {**query, "plan": "pro"}, auth, b"")).body)
+    free = json.loads(api.handle(AdminRequest("GET", "/usage", query, auth, b"")).body)
+    assert (pro["policy"], pro["limits"][0]["remaining"]) == ("pro", 3)
+    assert (free["policy"], free["limits"][0]["remaining"]) == ("free", 2)
+    assert api.handle(AdminRequest("GET", "/usage", {**query, "plan": "gold"}, auth, b"")).status == 404
+
+
 def test_explain_shows_each_plan() -> None:
     out = load_policies(POLICIES).explain("GET", "/data")
     assert out["source"] == "plan" and out["policy"] == "free"
@@ -154,3 +167,25 @@ def test_plan_errors_name_file_line_and_field(text: str, line: int, field: str, 
         load_policies(document)
     assert (info.value.line, info.value.field) == (line + 3, field)
     assert message in str(info.value)
+
+
+def test_callables_in_a_mapping_and_plans_on_unmatched() -> None:
+    document = {
+        "version": 1,
+        "policies": {"free": {"limits": ["1/minute"]}, "pro": {"limits": ["3/minute"]}},
+        "plans": {"default": "free", "free": "free", "pro": "pro"},
+        "unmatched": {"plan": lambda request: request.header("x-plan"), "key": "header:X-User",
+                      "exempt_when": lambda request: request.path == "/open"},
+    }
+    eng = Engine(load_policies(document), Limiter("memory://", clock=FakeClock()), enabled=True)
+    router = eng.router(VIEW_ACCESS)
+
+    def run(path: str, n: int, **headers: str) -> list[bool]:
+        plan = router.plan("GET", path)
+        assert plan is not None
+        verdicts = [plan.decide(FakeRequest("GET", path, {"X-User": "u", **headers})) for _ in range(n)]
+        return [v is None or not v.reject for v in verdicts]
+
+    assert run("/x", 4, **{"X-Plan": "pro"}) == [True, True, True, False]
+    assert run("/y", 2) == [True, False]
+    assert run("/open", 3) == [True, True, True]

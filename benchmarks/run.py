@@ -33,8 +33,8 @@ from benchmarks.context import Context
 from benchmarks.servers import REPO
 from benchmarks.stats import Sample, SectionResult, Target
 
-SECTIONS = ("inmem", "asgi", "wsgi", "redis_sync", "redis_async", "uvicorn", "seed", "memory", "matcher", "overlimit",
-            "fastapi_dep")
+SECTIONS = ("inmem", "asgi", "wsgi", "flask_ext", "redis_sync", "redis_async", "uvicorn", "seed", "memory", "matcher",
+            "overlimit", "fastapi_dep")
 _MODULES = {"uvicorn": "uvicorn_wrk"}
 _PACKAGES = ("ratelimit_mw", "limits", "slowapi", "flask-limiter", "throttled-py", "redis", "hiredis", "starlette",
              "fastapi", "flask", "werkzeug", "uvicorn", "httpx", "pyinstrument")

@@ -16,9 +16,9 @@ def engine_of(obj: Any) -> Any:
     """The :class:`~ratelimit_mw.engine.Engine` of ``obj``, or ``None``.
 
     Looks at: ``obj`` itself; its ``state.ratelimit_engine`` (FastAPI ``setup``); its
-    ``extensions["ratelimit"]`` (Flask); an ``engine`` attribute (middlewares, Django
-    and Flask integrations); then down the ASGI/WSGI middleware chain (``.app``,
-    ``.wsgi_app``, ``middleware_stack``).
+    ``extensions["ratelimit_mw"]`` (the Flask extension) or ``extensions["ratelimit"]``;
+    an ``engine`` attribute (middlewares, Django and Flask integrations); then down the
+    ASGI/WSGI middleware chain (``.app``, ``.wsgi_app``, ``middleware_stack``).
     """
     from ratelimit_mw.engine import Engine
 
@@ -30,9 +30,11 @@ def engine_of(obj: Any) -> Any:
         seen.add(id(node))
         if isinstance(node, Engine):
             return node
+        extensions = getattr(node, "extensions", None)
+        extensions = extensions if isinstance(extensions, dict) else {}
         for found in (getattr(getattr(node, "state", None), STATE_ATTR, None),
-                      (getattr(node, "extensions", None) or {}).get("ratelimit")
-                      if isinstance(getattr(node, "extensions", None), dict) else None,
+                      extensions.get("ratelimit_mw"),  # ratelimit_mw.flask.EXTENSION
+                      extensions.get("ratelimit"),
                       getattr(node, "engine", None)):
             if isinstance(found, Engine):
                 return found

@@ -1,11 +1,24 @@
 from flask import Flask
 
-from ratelimit_mw import WSGIRateLimitMiddleware
+from ratelimit_mw.flask import RateLimiter
 
 app = Flask(__name__)
-app.wsgi_app = WSGIRateLimitMiddleware(app.wsgi_app, policies="policies.yaml")  # type: ignore[method-assign]
+app.config["RATELIMIT_POLICIES"] = "policies.yaml"   # the operator's limits (optional)
+limiter = RateLimiter(app)
 
 
 @app.get("/resource")
-def resource() -> dict[str, str]:
+def resource() -> dict[str, str]:                    # limited by its route in policies.yaml
     return {"status": "ok"}
+
+
+@app.get("/search")
+@limiter.limit("5/minute;100/day", key=["user", "ip"])
+def search() -> dict[str, str]:                      # a limit declared next to the view
+    return {"results": "..."}
+
+
+@app.get("/healthz")
+@limiter.exempt
+def healthz() -> str:                                # never limited, whatever the YAML says
+    return "ok"

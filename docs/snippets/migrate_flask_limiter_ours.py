@@ -1,21 +1,24 @@
 from flask import Flask
 
-from ratelimit_mw import WSGIRateLimitMiddleware
+from ratelimit_mw.flask import RateLimiter
 
 app = Flask(__name__)
-app.wsgi_app = WSGIRateLimitMiddleware(app.wsgi_app, policies="policies.yaml")  # type: ignore[method-assign]
+app.config["RATELIMIT_POLICIES"] = "policies.yaml"   # below: default_limits as `unmatched:`
+limiter = RateLimiter(app)
 
 
 @app.route("/slow")
+@limiter.limit("1 per day", key="ip")
 def slow() -> str:
     return "24"
 
 
 @app.route("/fast")
-def fast() -> str:
+def fast() -> str:  # the default limits (`unmatched:`)
     return "42"
 
 
 @app.route("/ping")
+@limiter.exempt
 def ping() -> str:
     return "PONG"

@@ -4,11 +4,12 @@ django.contrib.auth (SQLite), Django's test client, sync and async."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from ratelimit_mw import log
 from ratelimit_mw.testing import FakeClock
 from tests.django_integration.conftest import client_for, project_settings, statuses
 
@@ -117,27 +118,26 @@ def test_ratelimit_view_renders_the_429_with_the_headers(clock: FakeClock) -> No
         assert denied["X-RateLimit-Remaining"] == "0" and int(denied["Retry-After"]) >= 1
 
 
-def test_a_failing_ratelimit_view_falls_back_to_the_default_429(clock: FakeClock,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_ratelimit_view_falls_back_to_the_default_429(clock: FakeClock) -> None:
     with project_settings(clock, RATELIMIT_VIEW="tests.django_integration.project.views.broken_page"):
         alice = client_for("alice")
-        with caplog.at_level(logging.ERROR, logger="ratelimit_mw"):
+        with capture_logs() as events:
             answers = [alice.get("/reports") for _ in range(4)]
         assert answers[3].status_code == 429
         assert answers[3]["Content-Type"] == "application/problem+json"
-        assert "internal_error" in caplog.text
+        assert [e["error"] for e in events if e["event"] == log.INTERNAL_ERROR] == ["RuntimeError"]
 
 
-def test_a_key_function_that_raises_still_limits_and_never_gives_a_500(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_key_function_that_raises_still_limits_and_never_gives_a_500() -> None:
     client = client_for(ip="192.0.2.30")
-    with caplog.at_level(logging.ERROR, logger="ratelimit_mw"):
+    with capture_logs() as events:
         assert statuses(client, "/broken-key", 3) == [200, 200, 429]
-    assert "key_error" in caplog.text
+    errors = [e for e in events if e["event"] == log.KEY_ERROR]
+    assert len(errors) == 3 and errors[0]["error"] == "RuntimeError"
     assert client_for(ip="192.0.2.31").get("/broken-key").status_code == 200  # the next key: by IP
 
 
-def test_a_user_key_without_authentication_middleware_falls_to_the_next_key(
-        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_user_key_without_authentication_middleware_falls_to_the_next_key(clock: FakeClock) -> None:
     from django.core.checks import run_checks
 
     without_auth = ["django.contrib.sessions.middleware.SessionMiddleware", "ratelimit_mw.django.RateLimitMiddleware"]
@@ -146,10 +146,11 @@ def test_a_user_key_without_authentication_middleware_falls_to_the_next_key(
         assert warnings and "AuthenticationMiddleware" in warnings[0].msg
         from django.test import Client
 
-        with caplog.at_level(logging.WARNING, logger="ratelimit_mw"):
+        with capture_logs() as events:
             answers = [Client(REMOTE_ADDR="192.0.2.40").get("/reports") for _ in range(4)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429]  # by IP: limited, no 500
-        assert "AuthenticationMiddleware" in caplog.text
+        reported = [e for e in events if e["event"] == log.KEY_ERROR]
+        assert len(reported) == 1 and "AuthenticationMiddleware" in reported[0]["detail"]  # once, not per request
         assert Client(REMOTE_ADDR="192.0.2.41").get("/reports").status_code == 200
 
 

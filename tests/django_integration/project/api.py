@@ -28,6 +28,15 @@ class Me(APIView):
         return _me(request)
 
 
+class PlanData(APIView):
+    """The YAML route ``GET /api/plan``: each token's user gets their plan's limits."""
+
+    throttle_classes = [RateLimitThrottle]
+
+    def get(self, request: Any) -> Response:
+        return _me(request)
+
+
 class BurstThrottle(RateLimitThrottle):
     limits = "2/minute"
     key = ["user", "ip"]

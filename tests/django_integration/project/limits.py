@@ -16,6 +16,8 @@ routes:
     limits: ["3/minute"]
   - match: "GET /plan-data"
     plan: call:tests.django_integration.project.limits:plan_of
+  - match: "GET /api/plan"
+    plan: call:tests.django_integration.project.limits:plan_of
   - match: "/api/**"
     limits: ["3/minute"]
   - match: "/missing/**"

@@ -16,6 +16,7 @@ urlpatterns = [
     path("health", views.health),
     path("login", views.login_view),
     path("api/me", api.Me.as_view()),
+    path("api/plan", api.PlanData.as_view()),
     path("api/burst", api.Burst.as_view()),
     path("drf/builtin", api.Builtin.as_view()),
 ]

@@ -112,7 +112,8 @@ class RateLimitMiddleware:
         return None
 
     def _is_throttled(self, view: Any) -> bool:
-        """Whether DRF throttles the view with :class:`RateLimitThrottle` (found once per view)."""
+        """Whether DRF applies the YAML routes to the view: its throttles include
+        :class:`RateLimitThrottle` itself (or a subclass without ``limits``); found once per view."""
         known = self._throttled.get(view)
         if known is None:
             known = _uses_throttle(view)
@@ -130,7 +131,8 @@ def _uses_throttle(view: Any) -> bool:
         from ratelimit_mw.django.drf import RateLimitThrottle
     except ImportError:  # DRF not installed: no view can use the throttle
         return False
-    return any(isinstance(t, type) and issubclass(t, RateLimitThrottle) for t in classes)
+    # a subclass with limits of its own checks those only: the YAML route stays here
+    return any(isinstance(t, type) and issubclass(t, RateLimitThrottle) and t.limits is None for t in classes)
 
 
 def _finish(request: Any, response: Any) -> Any:

@@ -58,6 +58,18 @@ def test_a_throttle_subclass_declares_its_own_limits(tokens: dict[str, str]) -> 
     assert "throttle:tests.django_integration.project.api.BurstThrottle" in engine().declared
 
 
+def test_a_view_with_only_a_subclass_throttle_keeps_the_yaml_route_in_the_middleware(
+        tokens: dict[str, str]) -> None:
+    alice, bob = token_client(tokens, "alice"), token_client(tokens, "bob")
+    first = alice.get("/api/only-burst")
+    assert first.json() == {"user": "alice", "remaining": 1}  # the stricter: 2/minute by user
+    assert alice.get("/api/only-burst").status_code == 200
+    # the middleware ran "/api/**" (3/minute) before DRF authentication: by IP, shared by both
+    answers = [bob.get("/api/only-burst") for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    assert answers[0].json() == {"user": "bob", "remaining": 0} and answers[1]["X-RateLimit-Limit"] == "3"
+
+
 def test_ratelimit_enabled_false_disables_the_throttle(tokens: dict[str, str], clock: FakeClock) -> None:
     with project_settings(clock, RATELIMIT_ENABLED="false"):
         alice = token_client(tokens, "alice")

@@ -43,7 +43,16 @@ class BurstThrottle(RateLimitThrottle):
 
 
 class Burst(APIView):
-    """A throttle class with limits of its own (outside the YAML routes)."""
+    """The YAML route and a throttle class with limits of its own."""
+
+    throttle_classes = [RateLimitThrottle, BurstThrottle]
+
+    def get(self, request: Any) -> Response:
+        return _me(request)
+
+
+class OnlyBurst(APIView):
+    """Only a subclass with its own limits: the YAML route is the middleware's (before DRF auth)."""
 
     throttle_classes = [BurstThrottle]
 

@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/me", api.Me.as_view()),
     path("api/plan", api.PlanData.as_view()),
     path("api/burst", api.Burst.as_view()),
+    path("api/only-burst", api.OnlyBurst.as_view()),
     path("drf/builtin", api.Builtin.as_view()),
 ]

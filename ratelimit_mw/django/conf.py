@@ -108,7 +108,7 @@ def build(settings: Any) -> DjangoLimits:
     metrics = options.pop("metrics", None)
     given = options.pop("engine", None)
     if given is not None:
-        if set(options) - {"policies"}:
+        if options:
             raise ConfigError(f"RATELIMIT_ENGINE is set: drop the other settings ({', '.join(sorted(options))})")
         built: Engine = given
         if explicit:
@@ -144,6 +144,7 @@ def _build() -> DjangoLimits:
 
     with _lock:
         if _state is None:
+            connect_signals()
             built = build(settings)
             decorators.declare_all(built.engine)
             _state = built
@@ -174,6 +175,6 @@ def _setting_changed(*, setting: str, **_: Any) -> None:
 
 
 def connect_signals() -> None:
-    from django.test.signals import setting_changed
+    from django.core.signals import setting_changed
 
     setting_changed.connect(_setting_changed, dispatch_uid="ratelimit_mw.django.conf")

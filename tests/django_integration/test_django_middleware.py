@@ -63,6 +63,31 @@ def test_a_yaml_route_and_a_decorator_both_apply_and_the_stricter_headers_win() 
     assert statuses(client, "/both", 2) == [200, 429]
 
 
+def test_stacked_decorators_are_two_checks_with_their_own_keys() -> None:
+    from ratelimit_mw.django import engine
+
+    client = client_for(ip="192.0.2.60")
+    assert [client.get("/stacked", HTTP_X_TEAM="red").status_code for _ in range(3)] == [200, 200, 429]
+    assert client.get("/stacked", HTTP_X_TEAM="blue").status_code == 200  # another team: by IP, 4th of 5
+    greens = [client.get("/stacked", HTTP_X_TEAM="green").status_code for _ in range(2)]
+    assert greens == [200, 429]  # 5/minute by IP: the 6th request is refused
+    names = [n for n in engine().declared if n.startswith("view:tests.django_integration.project.views.stacked")]
+    assert sorted(names) == ["view:tests.django_integration.project.views.stacked",
+                             "view:tests.django_integration.project.views.stacked#2"]
+
+
+def test_the_decorator_adds_the_headers_without_the_middleware(clock: FakeClock) -> None:
+    auth_only = ["django.contrib.sessions.middleware.SessionMiddleware",
+                 "django.contrib.auth.middleware.AuthenticationMiddleware"]
+    with project_settings(clock, MIDDLEWARE=auth_only):
+        alice = client_for("alice")
+        answers = [alice.get("/search") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert answers[0]["X-RateLimit-Limit"] == "3" and answers[0].json()["remaining"] == 2
+        assert answers[3]["X-RateLimit-Remaining"] == "0" and int(answers[3]["Retry-After"]) >= 1
+        assert alice.get("/reports").json() == {"user": "alice", "remaining": None}  # no middleware: no YAML
+
+
 def test_the_decorator_joins_the_engine_of_the_middleware() -> None:
     from ratelimit_mw.django import engine
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("plan-data", views.plan_data),
     path("search", views.search),
     path("both", views.both),
+    path("stacked", views.stacked),
     path("broken-key", views.broken_key),
     path("async-search", views.async_search),
     path("profile", views.Profile.as_view()),

@@ -13,7 +13,7 @@ from tests.django_integration.project.limits import failing_key
 
 
 def _me(request: HttpRequest) -> JsonResponse:
-    decision = request.ratelimit  # type: ignore[attr-defined]
+    decision = getattr(request, "ratelimit", None)  # set by the middleware and the decorator
     user = getattr(request, "user", None)  # absent without AuthenticationMiddleware
     name = user.username if user is not None and user.is_authenticated else None
     return JsonResponse({"user": name, "remaining": None if decision is None else decision.remaining})
@@ -39,6 +39,12 @@ def both(request: HttpRequest) -> JsonResponse:  # a YAML route (4/minute) and a
 
 @ratelimit("2/minute", key=[failing_key, "ip"])
 def broken_key(request: HttpRequest) -> JsonResponse:
+    return _me(request)
+
+
+@ratelimit("5/minute", key="ip")
+@ratelimit("2/minute", key="header:X-Team")
+def stacked(request: HttpRequest) -> JsonResponse:  # two checks, each with its own key
     return _me(request)
 
 

@@ -122,10 +122,11 @@ def starlette_app(variant: str, *, deny: bool = False, storage: str = "memory://
 
 
 def fastapi_app(variant: str, *, deny: bool = False, storage: str = "memory://") -> Any:
-    """``bare``, ``ours-yaml`` (RateLimitMiddleware, the route in YAML), ``ours-dependency``
+    """``bare``, ``bare-dependency`` (a no-op dependency taking the request and response:
+    FastAPI's own dispatch), ``ours-yaml`` (RateLimitMiddleware, the route in YAML), ``ours-dependency``
     (``Depends(RateLimit(...))`` on the route, engine from ``setup``) or ``slowapi``
     (its decorator and exception handler, as its docs show for FastAPI)."""
-    from fastapi import Depends, FastAPI, Request
+    from fastapi import Depends, FastAPI, Request, Response
     from fastapi.responses import PlainTextResponse
 
     limit = DENY if deny else ALLOW if variant.startswith("ours") else PEER_ALLOW
@@ -156,6 +157,12 @@ def fastapi_app(variant: str, *, deny: bool = False, storage: str = "memory://")
 
         setup(app, policies="version: 1\ndefaults: {key: 'header:X-API-Key'}\n", backend=storage, middleware=False)
         dependencies = [Depends(RateLimit(limit))]
+    elif variant == "bare-dependency":
+        async def noop(request: Request, response: Response) -> None:
+            return None
+
+        noop.__annotations__ = {"request": Request, "response": Response, "return": None}  # see slowapi above
+        dependencies = [Depends(noop)]
     elif variant != "bare":
         raise ValueError(f"unknown FastAPI variant {variant!r}")
 

@@ -244,7 +244,12 @@ class Router:
     def named(self, name: str) -> AnyPlan | None:
         """The plan of the route declared as ``name`` (:meth:`Engine.declare`), or ``None``:
         not declared, or the engine is disabled."""
-        return self._state.named.get(name)
+        plan = self._state.named.get(name)
+        if plan is None:  # declared while a policy swap rebuilt this router: bind it now
+            entry = self.engine.named_entry(name)
+            if entry is not None and self.engine.enabled:
+                plan = self._state.named[name] = self._bind(entry)
+        return plan
 
     def add_named(self, name: str, entry: _Compiled) -> None:
         """Bind one newly declared route (no rebuild of the others)."""
@@ -387,7 +392,7 @@ class Engine:
                     if id(variant) not in compiled:
                         compiled[id(variant)] = self._compile(variant, policies, raw_names)
         named = {name: self._compile(declared_route(decl, policies), policies, raw_names)
-                 for name, decl in self._declarations.items()}
+                 for name, decl in list(self._declarations.items())}  # declare() may run in another thread
         self._set_header_names(raw_names)
         self._policies, self._compiled, self._exempt = policies, compiled, exempt
         self._rejections = Rejections(policies)
@@ -425,6 +430,10 @@ class Engine:
         self._set_header_names(raw_names)
         for router in self._routers.values():
             router.add_named(name, entry)
+
+    def named_entry(self, name: str) -> _Compiled | None:
+        """The compiled declared route ``name``, or ``None``."""
+        return self._named.get(name)
 
     @property
     def declared(self) -> dict[str, Route]:

@@ -160,7 +160,7 @@ class RateLimit:
         self.engine = engine
         self.key_dependency: Depends | None = key if isinstance(key, Depends) else None
         self.key = ["user", "ip"] if self.key_dependency is not None else key
-        self._names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._names: dict[tuple[Any, Any], str] = {}
         #: per engine (weakly: tests build many): its router for dependencies, and the names declared
         self._engines: weakref.WeakKeyDictionary[Engine, tuple[Router, set[str]]] = weakref.WeakKeyDictionary()
         self._by_app: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
@@ -191,31 +191,37 @@ class RateLimit:
         route = request.scope.get("route")
         if route is None:
             return "dependency:<unrouted>"
-        try:
-            name = self._names.get(route)
-            if name is None:
-                name = self._names[route] = _route_name(route)
-        except TypeError:  # a route object that cannot be weakly referenced
-            name = _route_name(route)
+        # FastAPI may hand out a fresh route object per request: key by what names it
+        ident = (getattr(route, "path", None), getattr(route, "endpoint", None))
+        name = self._names.get(ident)
+        if name is None:
+            if len(self._names) >= 4096:  # bounded, whatever the app does
+                self._names.clear()
+            name = self._names[ident] = _route_name(route)
         return name
 
     def declare(self, engine: Engine, name: str) -> None:
         """Declare the route ``name`` in ``engine`` (once per engine and name)."""
         known = self._engines.get(engine)
         if known is None:
-            known = self._engines[engine] = (engine.router(ACCESS), set())
+            known = self._engines[engine] = (engine.router(ACCESS, raw=True), set())
         declared = known[1]
         if name not in declared:
             engine.declare(name, self.limits, key=self.key, source="dependency", cost=self.cost)
             declared.add(name)
 
     async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
-        engine = self.engine or self._by_app.get(request.scope.get("app")) or self._find(request)
+        scope = request.scope
+        engine = self.engine or self._by_app.get(scope.get("app")) or self._find(request)
         name = self.route_name(request)
-        self.declare(engine, name)
-        plan = self._engines[engine][0].named(name)
+        known = self._engines.get(engine)
+        if known is None or name not in known[1]:
+            self.declare(engine, name)
+            known = self._engines[engine]
+        plan = known[0].named(name)
+        state = request.state
         if plan is None:  # RATELIMIT_ENABLED is off
-            request.state.ratelimit = None
+            state.ratelimit = None
             return
         source = _Source(request, ratelimit_user)
         try:
@@ -223,20 +229,21 @@ class RateLimit:
         except Exception as exc:  # a limiter bug must never become a 500
             log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=name)
             verdict = None
-        earlier = request.scope.get(VERDICT_KEY)  # the middleware's YAML route, if any
-        request.state.ratelimit = stricter(earlier, verdict)
+        earlier = scope.get(VERDICT_KEY)  # the middleware's YAML route, if any
+        chosen = state.ratelimit = verdict if earlier is None else stricter(earlier, verdict)
         if verdict is None:
             return
         if verdict.reject:
-            rejection = engine.rejection(verdict)
-            headers = {k: v for k, v in rejection.headers if k.lower() not in ("content-length", "content-type")}
-            media_type = next((v for k, v in rejection.headers if k.lower() == "content-type"), "application/json")
+            rejection = engine.rejection(verdict, raw=True)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in rejection.headers
+                       if k not in (b"content-length", b"content-type")}
+            media_type = next((v.decode("latin-1") for k, v in rejection.headers if k == b"content-type"),
+                              "application/json")
             raise RateLimited(rejection.status, headers, rejection.body, media_type, verdict)
         if verdict.delay > 0:
             await engine.limiter.asleep(verdict.delay)
-        if request.state.ratelimit is verdict:  # else the middleware adds its stricter headers
-            for header, value in verdict.headers:
-                response.headers[header] = value
+        if chosen is verdict:  # else the middleware adds its stricter headers
+            response.raw_headers.extend(verdict.headers)  # lower-case latin-1 pairs: a raw router
 
 
 def _route_name(route: Any) -> str:

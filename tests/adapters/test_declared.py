@@ -126,3 +126,13 @@ def test_admin_usage_and_reset_by_declared_name() -> None:
     assert allowed(eng, "view:a", n=1) == [True]
     missing = api.handle(AdminRequest("GET", "/usage", {"route": "view:nope", "key": "x"}, auth, b""))
     assert missing.status == 404
+
+
+def test_a_router_rebuilt_without_a_declaration_binds_it_on_first_use() -> None:
+    """A policy swap in another thread may rebuild a router from a set of declared routes
+    taken just before a declare(): the declared route must not go unlimited."""
+    eng = engine()
+    router = eng.router(VIEW_ACCESS)
+    eng.declare("view:a", "1/minute")
+    router.rebuild(eng.policies, {}, [], {})  # as a concurrent swap would leave it
+    assert allowed(eng, "view:a", n=2) == [True, False]

@@ -167,3 +167,25 @@ def test_plan_errors_name_file_line_and_field(text: str, line: int, field: str, 
         load_policies(document)
     assert (info.value.line, info.value.field) == (line + 3, field)
     assert message in str(info.value)
+
+
+def test_callables_in_a_mapping_and_plans_on_unmatched() -> None:
+    document = {
+        "version": 1,
+        "policies": {"free": {"limits": ["1/minute"]}, "pro": {"limits": ["3/minute"]}},
+        "plans": {"default": "free", "free": "free", "pro": "pro"},
+        "unmatched": {"plan": lambda request: request.header("x-plan"), "key": "header:X-User",
+                      "exempt_when": lambda request: request.path == "/open"},
+    }
+    eng = Engine(load_policies(document), Limiter("memory://", clock=FakeClock()), enabled=True)
+    router = eng.router(VIEW_ACCESS)
+
+    def run(path: str, n: int, **headers: str) -> list[bool]:
+        plan = router.plan("GET", path)
+        assert plan is not None
+        verdicts = [plan.decide(FakeRequest("GET", path, {"X-User": "u", **headers})) for _ in range(n)]
+        return [v is None or not v.reject for v in verdicts]
+
+    assert run("/x", 4, **{"X-Plan": "pro"}) == [True, True, True, False]
+    assert run("/y", 2) == [True, False]
+    assert run("/open", 3) == [True, True, True]

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.fastapi import RateLimit, identity_of, setup
 from ratelimit_mw.metrics import RateLimitMetrics
+from ratelimit_mw.testing import FakeClock
 from tests.asgi_frameworks.apps import make_fastapi_app
 from tests.asgi_frameworks.client import ADMIN, Client
 
@@ -26,7 +27,7 @@ LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Rese
 
 @pytest.fixture
 def client() -> Client:
-    return Client(make_fastapi_app())
+    return Client(make_fastapi_app(clock=FakeClock()))
 
 
 def test_user_a_exhausts_their_limit_while_b_and_anonymous_ips_keep_theirs(client: Client) -> None:
@@ -72,7 +73,7 @@ def test_a_plan_resolver_that_raises_gives_the_default_plan(client: Client) -> N
 
 def test_ratelimit_enabled_false_disables_limiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RATELIMIT_ENABLED", "false")
-    client = Client(make_fastapi_app())
+    client = Client(make_fastapi_app(clock=FakeClock()))
     responses = [client.get("/me", token="token-alice") for _ in range(6)]
     assert {r.status_code for r in responses} == {200}
     assert not any("X-RateLimit-Limit" in r.headers for r in responses)
@@ -98,7 +99,7 @@ def test_no_engine_is_a_clear_error_on_the_first_request() -> None:
 
 def test_user_key_without_authentication_stays_limited() -> None:
     app = FastAPI()
-    setup(app, backend="memory://")
+    setup(app, backend="memory://", clock=FakeClock())
 
     @app.get("/x", dependencies=[Depends(RateLimit("2/minute", key=["user", "ip"]))])
     async def x() -> dict[str, str]:
@@ -113,7 +114,7 @@ def test_user_key_without_authentication_stays_limited() -> None:
 
 
 def test_the_429_is_in_the_openapi_schema() -> None:
-    schema = make_fastapi_app().openapi()
+    schema = make_fastapi_app(clock=FakeClock()).openapi()
     for path in ("/me", "/team/a", "/reports"):  # dependency, router dependency, YAML route
         answer = schema["paths"][path]["get"]["responses"]["429"]
         assert {"Retry-After", "X-RateLimit-Remaining", "RateLimit"} <= set(answer["headers"])
@@ -123,7 +124,7 @@ def test_the_429_is_in_the_openapi_schema() -> None:
 
 def test_metrics_and_admin_usage_and_reset_see_the_dependency_route() -> None:
     metrics = RateLimitMetrics(CollectorRegistry())
-    client = Client(make_fastapi_app(metrics=metrics))
+    client = Client(make_fastapi_app(metrics=metrics, clock=FakeClock()))
     client.statuses("/me", 4, token="token-alice")
     limited = metrics.registry.get_sample_value(
         "ratelimit_decisions_total", {"route": "dependency:GET /me", "policy": "", "outcome": "limited"})
@@ -139,7 +140,7 @@ def test_metrics_and_admin_usage_and_reset_see_the_dependency_route() -> None:
 def test_yaml_route_and_dependency_are_two_checks() -> None:
     app = FastAPI()
     setup(app, policies="version: 1\nroutes:\n  - {match: 'GET /both', limits: ['3/minute']}\n",
-          backend="memory://")
+          backend="memory://", clock=FakeClock())
 
     @app.get("/both", dependencies=[Depends(RateLimit("1/minute", key="ip"))])
     async def both() -> dict[str, str]:
@@ -155,7 +156,7 @@ def test_yaml_route_and_dependency_are_two_checks() -> None:
 def test_the_stricter_checks_headers_win() -> None:
     app = FastAPI()
     setup(app, policies="version: 1\nroutes:\n  - {match: 'GET /yaml-stricter', limits: ['2/minute']}\n",
-          backend="memory://")
+          backend="memory://", clock=FakeClock())
 
     @app.get("/yaml-stricter", dependencies=[Depends(RateLimit("5/minute", key="ip"))])
     async def yaml_stricter(request: Request) -> dict[str, int]:
@@ -176,3 +177,22 @@ def test_identity_of(value: object, expected: object) -> None:
 def test_identity_of_an_unidentifiable_value_raises() -> None:
     with pytest.raises(TypeError):
         identity_of(object())
+
+
+def test_user_key_reads_starlettes_authentication_middleware() -> None:
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    from tests.asgi_frameworks.apps import BearerBackend
+
+    app = FastAPI()
+    setup(app, backend="memory://", clock=FakeClock(), middleware=False)
+    app.add_middleware(AuthenticationMiddleware, backend=BearerBackend())
+
+    @app.get("/x", dependencies=[Depends(RateLimit("2/minute", key=["user", "ip"]))])
+    async def x() -> dict[str, str]:
+        return {}
+
+    client = Client(app)
+    assert client.statuses("/x", 3, token="token-alice") == [200, 200, 429]
+    assert client.statuses("/x", 2, token="token-bob") == [200, 200]
+    assert client.statuses("/x", 2, ip="198.51.100.20") == [200, 200]

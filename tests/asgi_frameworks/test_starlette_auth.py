@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from ratelimit_mw.testing import FakeClock
 from tests.asgi_frameworks.apps import make_starlette_app
 from tests.asgi_frameworks.client import Client
 
 
 @pytest.fixture
 def client() -> Client:
-    return Client(make_starlette_app())
+    return Client(make_starlette_app(clock=FakeClock()))
 
 
 def test_user_a_exhausts_their_limit_while_b_and_anonymous_ips_keep_theirs(client: Client) -> None:
@@ -47,7 +48,7 @@ def test_a_plan_resolver_that_raises_gives_the_default_plan(client: Client) -> N
 
 def test_ratelimit_enabled_false_disables_limiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RATELIMIT_ENABLED", "0")
-    client = Client(make_starlette_app())
+    client = Client(make_starlette_app(clock=FakeClock()))
     responses = [client.get("/data", token="token-alice") for _ in range(5)]
     assert {r.status_code for r in responses} == {200}
     assert not any("X-RateLimit-Limit" in r.headers for r in responses)
@@ -55,7 +56,7 @@ def test_ratelimit_enabled_false_disables_limiting(monkeypatch: pytest.MonkeyPat
 
 def test_user_key_without_authentication_is_logged_once_and_limits_by_ip() -> None:
     with capture_logs() as events:
-        client = Client(make_starlette_app(authentication=False))
+        client = Client(make_starlette_app(authentication=False, clock=FakeClock()))
         assert client.statuses("/data", 4, token="token-alice") == [200, 200, 200, 429]
         assert client.statuses("/data", 1, token="token-bob", ip="198.51.100.4") == [200]
     errors = [e for e in events if e["event"] == "key_error"]

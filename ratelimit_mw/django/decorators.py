@@ -83,6 +83,17 @@ def _target_name(view: Any) -> str | None:
     return f"{module}.{qualname}"
 
 
+def _plan(state: conf.DjangoLimits, name: str) -> Any:
+    """The declared route's plan; one missing from an enabled engine (declared while the
+    engine was being built in another thread) is declared now: never unlimited."""
+    plan = state.router.named(name)
+    if plan is None and state.enabled:
+        entry = _registry[name]
+        state.engine.declare(name, list(entry.limits), key=entry.key, source="decorator", cost=entry.cost)
+        plan = state.router.named(name)
+    return plan
+
+
 def _request_of(args: tuple[Any, ...]) -> Any:
     """The request: the first argument, or the second for a method decorated directly."""
     if args and hasattr(args[0], "META"):
@@ -137,7 +148,7 @@ def _sync_wrapper(view: Callable[..., Any], name: str) -> Callable[..., Any]:
     def limited(*args: Any, **kwargs: Any) -> Any:
         request = _request_of(args)
         state = conf.state()
-        plan = state.router.named(name)
+        plan = _plan(state, name)
         if plan is None:  # disabled
             if DECISION_ATTR not in request.__dict__:
                 setattr(request, DECISION_ATTR, None)
@@ -161,7 +172,7 @@ def _async_wrapper(view: Callable[..., Any], name: str) -> Callable[..., Any]:
     async def limited(*args: Any, **kwargs: Any) -> Any:
         request = _request_of(args)
         state = conf.state()
-        plan = state.router.named(name)
+        plan = _plan(state, name)
         if plan is None:
             if DECISION_ATTR not in request.__dict__:
                 setattr(request, DECISION_ATTR, None)

@@ -216,3 +216,21 @@ def test_limits_come_back_when_the_clock_moves(clock: FakeClock) -> None:
     assert statuses(alice, "/reports", 4) == [200, 200, 200, 429]
     clock.advance(61)
     assert alice.get("/reports").status_code == 200
+
+
+def test_a_view_decorated_after_the_engine_exists_is_limited() -> None:
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from ratelimit_mw.django import engine, ratelimit
+
+    engine()  # built
+
+    @ratelimit("1/minute", key="ip")
+    def late(request: Any) -> HttpResponse:
+        return HttpResponse("ok")
+
+    factory = RequestFactory(REMOTE_ADDR="192.0.2.70")
+    answers = [late(factory.get("/late")) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    assert answers[0]["X-RateLimit-Limit"] == "1"  # no middleware here: the decorator adds them

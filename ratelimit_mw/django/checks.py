@@ -32,10 +32,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             if policies is not None:
                 load_policies(policies)
     except PolicyError as exc:
-        errors.append(checks.Error(
-            f"RATELIMIT_POLICIES: {exc}", hint="fix the policy document (file:line: field: reason)",
-            obj="RATELIMIT_POLICIES", id="ratelimit_mw.E001",
-        ))
+        errors.append(checks.Error(str(exc), obj="RATELIMIT_POLICIES", id="ratelimit_mw.E001"))
     except ConfigError as exc:
         errors.append(checks.Error(str(exc), obj="settings", id="ratelimit_mw.E002"))
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])

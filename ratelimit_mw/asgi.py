@@ -15,6 +15,7 @@ from typing import Any
 from ratelimit_mw import log
 from ratelimit_mw.engine import MISS, NO_METHODS, Engine, build_engine
 from ratelimit_mw.limiter import Limiter
+from ratelimit_mw.overload.admission import call_asgi
 from ratelimit_mw.requestview import SCOPE, route_path
 from ratelimit_mw.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -110,6 +111,10 @@ class RateLimitMiddleware:
             await self._sleep(verdict.delay)
         extra = verdict.headers
         scope[VERDICT_KEY] = verdict  # for checks declared at the view (ratelimit_mw.fastapi)
+        if verdict.slot is not None:  # overload protection: the slot goes back when the response ends
+            await call_asgi(self.app, scope, receive, _with_headers(send, extra, engine) if extra else send,
+                            verdict.slot)
+            return
         await self.app(scope, receive, _with_headers(send, extra, engine) if extra else send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,6 +126,8 @@ class RateLimitMiddleware:
                 verdict = await plan.adecide(scope)
             except Exception as exc:
                 log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
+        if verdict is not None and verdict.slot is not None and not verdict.reject:
+            verdict.slot.release(sample=False)  # a WebSocket is not counted in flight
         if verdict is not None and verdict.reject:
             # Closing before accept makes the server answer the handshake with 403.
             message = await receive()

@@ -27,6 +27,7 @@ from ratelimit_mw.declared import Declaration, declared_route
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
+from ratelimit_mw.overload.admission import GuardedPlan, Overload
 from ratelimit_mw.plans import ExemptWhen, PlanSwitch
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
@@ -51,6 +52,10 @@ class Verdict(NamedTuple):
             pairs, or lower-case latin-1 ``bytes`` pairs for a raw (ASGI) router.
         reject: answer 429 now instead of calling the app.
         delay: seconds to hold the request first (leaky bucket shaping).
+        slot: with overload protection, the admitted request's
+            :class:`~ratelimit_mw.overload.admission.Slot` (the adapter releases it when
+            the response ends), or for a shed request its
+            :class:`~ratelimit_mw.overload.admission.Shed` answer; else ``None``.
     """
 
     route: Route
@@ -58,6 +63,7 @@ class Verdict(NamedTuple):
     headers: list[tuple[Any, Any]]
     reject: bool
     delay: float
+    slot: Any = None
 
 
 class _Compiled(NamedTuple):
@@ -98,7 +104,7 @@ class Plan:
         key = self.key(source)
         decision = self.check(key, self.cost)
         if observer is None and decision[0] and not decision[8]:  # allowed by the backend: nothing to report
-            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6]))  # type: ignore[no-any-return]
+            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6], None))  # type: ignore[no-any-return]
         return self._finish(key, decision, started)
 
     async def adecide(self, source: Any) -> Verdict | None:
@@ -108,7 +114,7 @@ class Plan:
         key = self.key(source)
         decision = await self.acheck(key, self.cost)
         if observer is None and decision[0] and not decision[8]:
-            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6]))  # type: ignore[no-any-return]
+            return _new(Verdict, (self.route, decision, self.render(decision), False, decision[6], None))  # type: ignore[no-any-return]
         return self._finish(key, decision, started)
 
     def _finish(self, key: str, decision: Decision, started: float) -> Verdict:
@@ -165,7 +171,7 @@ class _Preflight:
         return None if self.is_preflight(source) is not None else await self.plan.adecide(source)
 
 
-AnyPlan = Plan | _Exempt | _Preflight | PlanSwitch | ExemptWhen
+AnyPlan = Plan | _Exempt | _Preflight | PlanSwitch | ExemptWhen | GuardedPlan
 
 
 class _RouterState(NamedTuple):
@@ -219,6 +225,12 @@ class Router:
                 plans[id(entry.route)] = self._dress(entry.route, plans)
         for route in exempt:
             plans[id(route)] = _Exempt(engine, route) if engine.observer is not None else None
+        overload = engine.overload if engine.enabled else None
+        if overload is not None:  # every route but the exempt ones behind its pool's gate
+            for route in (*policies.routes, *((policies.unmatched,) if policies.unmatched else ())):
+                if not route.exempt:
+                    plan = plans.get(id(route)) if route.rules else None
+                    plans[id(route)] = overload.guard(route, plan, self.access, policies.priority_key, self.raw)
         bound: dict[str, AnyPlan] = {name: self._bind(entry) for name, entry in named.items()}
         self._state = state = _RouterState(policies, plans, bound, {}, set())
         self.routes = state.routes
@@ -339,6 +351,8 @@ class Engine:
         self._policies: Any = None
         self._compiled: dict[int, _Compiled] = {}
         self._exempt: list[Route] = []
+        #: The ``overload:`` section's gates (``None``: no overload protection).
+        self.overload: Overload | None = None
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -396,6 +410,8 @@ class Engine:
         self._set_header_names(raw_names)
         self._policies, self._compiled, self._exempt = policies, compiled, exempt
         self._rejections = Rejections(policies)
+        spec = getattr(policies, "overload", None)
+        self.overload = None if spec is None else Overload(spec, self.limiter.interval_clock, self.overload, Verdict)
         self._named = named
         self._rebuild_routers()
 
@@ -505,7 +521,9 @@ class Engine:
         """Decide for a request view (sync backends); ``None`` means pass through untouched.
 
         The same plans the middlewares run, bound to the view. ``raw=True`` renders the
-        headers as lower-case latin-1 ``bytes`` pairs.
+        headers as lower-case latin-1 ``bytes`` pairs. With an ``overload:`` section, an
+        admitted verdict holds ``verdict.slot``: call its ``release()`` when the response
+        ends, as the middlewares do, or the slot stays taken.
         """
         plan = self.router(VIEW_ACCESS, raw=raw).plan(request.method, request.path)
         return None if plan is None else plan.decide(request)
@@ -518,8 +536,10 @@ class Engine:
     # -- 429 -------------------------------------------------------------------------
 
     def rejection(self, verdict: Verdict, *, raw: bool = False) -> Rejection:
-        """The 429 (or configured status) for a rejected verdict; ``raw=True``: latin-1
-        ``bytes`` header pairs, for a verdict of a raw router."""
+        """The 429 (or configured status) for a rejected verdict, or the 503 of a shed one;
+        ``raw=True``: latin-1 ``bytes`` header pairs, for a verdict of a raw router."""
+        if verdict.slot is not None:
+            return verdict.slot.rejection(raw)  # type: ignore[no-any-return]
         return self._rejections(verdict.decision, verdict.headers, raw)
 
 

@@ -125,6 +125,8 @@ class Limiter:
         )
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
+        #: Time for intervals (overload latency samples): the injected clock, else monotonic.
+        self.interval_clock: Callable[[], float] = time.monotonic if clock is None else clock
 
     @property
     def in_process(self) -> bool:

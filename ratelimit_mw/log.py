@@ -41,6 +41,7 @@ __all__ = [
     "PLAN_UNKNOWN",
     "USER_KEY_UNAVAILABLE",
     "OUTBOUND_PAUSED",
+    "OVERLOAD_LIMIT_CHANGED",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
     "LOGGER_NAME",
@@ -71,6 +72,8 @@ POLICIES_RELOADED = "policies_reloaded"
 POLICIES_RELOAD_FAILED = "policies_reload_failed"
 #: A remote API asked an outbound rule to pause (Retry-After, RateLimit, X-RateLimit-*).
 OUTBOUND_PAUSED = "outbound_paused"
+#: An overload pool's adaptive limit changed (debounced: one line sums up the changes since the last).
+OVERLOAD_LIMIT_CHANGED = "overload_limit_changed"
 
 #: Name of the logger, for structlog and for the standard ``logging`` module alike.
 LOGGER_NAME = "ratelimit_mw"

@@ -28,7 +28,16 @@ metric                                      type       labels
 ``ratelimit_outbound_decisions_total``      counter    direction ("outbound"), rule, host, outcome
 ``ratelimit_outbound_wait_seconds``         histogram  rule
 ``ratelimit_outbound_pauses_total``         counter    rule, signal
+``ratelimit_overload_limit``                gauge      pool
+``ratelimit_overload_inflight``             gauge      pool, class
+``ratelimit_overload_shed_total``           counter    pool, class, reason (limit, shadow)
+``ratelimit_overload_limit_changes_total``  counter    pool, direction (up, down)
 ==========================================  =========  ===============================
+
+The overload metrics (:mod:`ratelimit_mw.overload`) are read from the gates at
+scrape time, so requests pay nothing for them; like the limits they describe, they
+are per process. ``reason="shadow"`` counts requests that would have been shed
+(``mode: shadow``, or during the warm-up).
 
 The outbound metrics count calls *to* other APIs (:mod:`ratelimit_mw.outbound`):
 ``rule`` is the outbound rule's name and ``host`` its host pattern as configured,
@@ -155,6 +164,47 @@ class _MemoryCollector(Collector):
         yield evictions
 
 
+class _OverloadCollector(Collector):
+    """Reads the overload gates of the attached engines at scrape time."""
+
+    def __init__(self, namespace: str, engines: Callable[[], list[Any]]) -> None:
+        self._namespace = namespace
+        self._engines = engines
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        ns = self._namespace
+        return (
+            GaugeMetricFamily(f"{ns}_overload_limit", "Adaptive concurrency limit per overload pool.",
+                              labels=["pool"]),
+            GaugeMetricFamily(f"{ns}_overload_inflight", "Requests in flight per overload pool and class.",
+                              labels=["pool", "class"]),
+            CounterMetricFamily(f"{ns}_overload_shed", "Requests shed (reason limit) or that would have been "
+                                "(reason shadow), per pool and class.", labels=["pool", "class", "reason"]),
+            CounterMetricFamily(f"{ns}_overload_limit_changes", "Changes of an overload pool's limit, by direction.",
+                                labels=["pool", "direction"]),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        limit, inflight, shed, changes = self._families()
+        for engine in self._engines():
+            overload = getattr(engine, "overload", None)
+            if overload is None:
+                continue
+            classes = overload.spec.priorities
+            for pool, gate in sorted(overload.gates.items()):
+                limit.add_metric([pool], gate.limit)
+                for i, name in enumerate(classes):
+                    inflight.add_metric([pool, name], gate.by_class[i])
+                    shed.add_metric([pool, name, "limit"], gate.shed[i])
+                    shed.add_metric([pool, name, "shadow"], gate.observed[i])
+                changes.add_metric([pool, "up"], gate.changes[0])
+                changes.add_metric([pool, "down"], gate.changes[1])
+        yield from (limit, inflight, shed, changes)
+
+
 class RateLimitMetrics:
     """Prometheus implementation of the :class:`~ratelimit_mw.observe.Observer` protocol.
 
@@ -248,6 +298,9 @@ class RateLimitMetrics:
             lambda: list(self._limiters),
         )
         reg.register(self.collector)
+        self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.overload_collector = _OverloadCollector(namespace, lambda: list(self._engines))
+        reg.register(self.overload_collector)
         # Label children cached by label tuple: ``labels()`` takes a lock and
         # validates its arguments on every call; a dict hit is several times cheaper.
         self._decision_children: dict[tuple[str, str, str], Any] = {}
@@ -288,6 +341,8 @@ class RateLimitMetrics:
         limiter.observer = self
         with self._lock:
             self._limiters.add(limiter)
+            if engine is not None:
+                self._engines.add(engine)
         self.breaker(limiter.breaker.state)
         if limiter.on_backend_error == "memory":
             self.fallback(limiter.breaker.state != "closed")
@@ -311,8 +366,9 @@ class RateLimitMetrics:
         for family in families:
             for metric in family.describe():
                 out.update(_sample_names(metric))
-        for metric in self.collector.describe():
-            out.update(_sample_names(metric))
+        for collector in (self.collector, self.overload_collector):
+            for metric in collector.describe():
+                out.update(_sample_names(metric))
         return frozenset(out)
 
     # -- Observer --------------------------------------------------------------------

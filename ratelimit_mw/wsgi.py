@@ -15,6 +15,7 @@ from typing import Any
 from ratelimit_mw import log
 from ratelimit_mw.engine import MISS, NO_METHODS, Engine, build_engine
 from ratelimit_mw.limiter import Limiter
+from ratelimit_mw.overload.admission import call_wsgi
 from ratelimit_mw.requestview import ENVIRON, wsgi_path
 
 __all__ = ["WSGIRateLimitMiddleware"]
@@ -92,7 +93,10 @@ class WSGIRateLimitMiddleware:
         if verdict.delay > 0:
             self._sleep(verdict.delay)
         extra = verdict.headers
-        return self.app(environ, _with_headers(start_response, extra, self.engine) if extra else start_response)
+        start = _with_headers(start_response, extra, self.engine) if extra else start_response
+        if verdict.slot is not None:  # overload protection: the slot goes back when the iterable closes
+            return call_wsgi(self.app, environ, start, verdict.slot)
+        return self.app(environ, start)
 
 
 def _with_headers(

@@ -53,6 +53,8 @@ EXTENSION = "ratelimit_mw"
 #: The attribute of ``flask.g`` holding the decision (the app reads ``g.ratelimit``).
 G_DECISION = "ratelimit"
 _G_HEADERS = "_ratelimit_mw_headers"
+#: The request's overload slot (``overload:``), given back when the response closes.
+_G_SLOT = "_ratelimit_mw_slot"
 
 _T = TypeVar("_T")
 
@@ -149,6 +151,12 @@ class AppLimits:
             if plan is not None:
                 best = self._decide(plan, req, store, best)
 
+    def teardown(self, exc: BaseException | None) -> None:
+        """An overload slot that no response took (the request failed before one): give it back."""
+        slot = g.pop(_G_SLOT, None)
+        if slot is not None:
+            slot.release(False, False)
+
     def _decide(self, plan: Any, req: Any, store: Any, best: Verdict | None) -> Verdict | None:
         """One check; the stricter verdict so far is kept on ``g`` (its headers are sent)."""
         try:
@@ -158,10 +166,12 @@ class AppLimits:
             return best
         if verdict is None:
             return best
-        if verdict.reject:
+        if verdict.reject:  # a shed request (overload) answers 503 through the same exception
             setattr(store, G_DECISION, verdict.decision)
             setattr(store, _G_HEADERS, verdict.headers)
             raise RateLimitExceeded(verdict, self.engine)
+        if verdict.slot is not None:
+            setattr(store, _G_SLOT, verdict.slot)
         if verdict.delay > 0:
             self._sleep(verdict.delay)
         if best is None or _stricter(verdict, best):
@@ -176,6 +186,9 @@ class AppLimits:
         The response's names are compared (lower-cased) with every name the engine may
         emit, once; only on a hit is each header looked up (as the WSGI middleware does).
         """
+        slot = g.pop(_G_SLOT, None)
+        if slot is not None:  # released when the server closes the body, streamed or not
+            response.call_on_close(lambda: slot.release(response.status_code in (503, 504)))
         extra = g.get(_G_HEADERS)
         if extra:
             present = response.headers
@@ -267,6 +280,7 @@ class RateLimiter:
         # must not let a request skip its limits.
         app.before_request_funcs.setdefault(None, []).insert(0, state.before)
         app.after_request(state.after)
+        app.teardown_request(state.teardown)
 
     def _app_options(self, app: Flask) -> dict[str, Any]:
         config = app.config

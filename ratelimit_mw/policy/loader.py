@@ -46,6 +46,7 @@ from ratelimit_mw.policy.inherit import LimitEntry, PolicySpec, Setting, limit_e
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
 from ratelimit_mw.policy.model import KeyFunc, PlanChoice, Route
 from ratelimit_mw.policy.outbound import OutboundRule, parse_outbound_section
+from ratelimit_mw.policy.overload import OverloadSpec, parse_overload_section
 from ratelimit_mw.policy.paths import PathPattern, compile_template
 from ratelimit_mw.policy.policyset import UNMATCHED_LABEL, PolicySet
 from ratelimit_mw.policy.schema import (
@@ -203,6 +204,7 @@ class _Builder:
         self.defaults: dict[str, Setting] = dict(BUILTIN_SETTINGS)
         self.specs: dict[str, PolicySpec] = {}
         self.client_ip: ClientIP | None = None
+        self.overload: OverloadSpec | None = None
         #: ``plans:``: plan name -> policy name, and the default plan's name
         self.plans: dict[str, str] = {}
         self.default_plan: str | None = None
@@ -226,6 +228,11 @@ class _Builder:
             name: check.boolean(data[name], (name,), name) if name in data else False
             for name in ("count_preflight", "limit_websockets")
         }
+        priority_key = None
+        if "overload" in data:  # before the routes, which name its classes and pools
+            self.overload = parse_overload_section(check, data["overload"], ("overload",))
+            if self.overload.priority_from is not None:
+                priority_key = self._key(self.overload.priority_from, ("overload", "priority_from"))
         self.specs = resolve_policies(check, data.get("policies", {}))
         policies = {name: self._policy_rules(spec) for name, spec in self.specs.items()}
         if "plans" in data:
@@ -257,6 +264,8 @@ class _Builder:
             version=version,
             raw_document=copy.deepcopy(dict(data)),
             outbound=outbound,
+            overload=self.overload,
+            priority_key=priority_key,
             defaults=MappingProxyType({name: value for name, (value, _) in self.defaults.items()}),
             default_key=default_key,
         )
@@ -625,9 +634,13 @@ class _Builder:
         elif "extra_limits" in body:
             check.fail((*path, "extra_limits"), "'extra_limits' adds to a policy's limits; use 'limits' "
                        "when there is no 'policy'")
+        elif "priority" in body or "pool" in body:
+            self._overload_fields(body, path)  # refused without an overload: section
+            entries = []  # overload protection only
         else:
             check.fail(path, f"{what} needs 'policy' or 'limits'"
                        + (" (or 'exempt: true')" if pattern is not None else " (or write 'unmatched: pass')"))
+        priority, pool = self._overload_fields(body, path)
         own = {k: (check.setting(k, body[k], (*path, k)), (*path, k)) for k in SETTINGS if k in body}
         settings = {**self.defaults, **(spec.settings if spec else {}), **own}
         rules = self._rules(entries, settings["algorithm"][0], ref)
@@ -648,8 +661,24 @@ class _Builder:
             on_backend_error=settings["on_backend_error"][0],
             shadow=settings["shadow"][0],
             line=ref.line,
+            priority=priority,
+            pool=pool,
             extra=_extra(body, key_spec, spec, pattern),
         )
+
+    def _overload_fields(self, body: Mapping[str, Any], path: FieldPath) -> tuple[str | None, str | None]:
+        """A route's ``priority:`` and ``pool:``, checked against the ``overload:`` section."""
+        found: list[str | None] = []
+        for name in ("priority", "pool"):
+            if name not in body:
+                found.append(None)
+                continue
+            where = (*path, name)
+            if self.overload is None:
+                self.check.fail(where, f"'{name}' needs an 'overload:' section")
+            choices = self.overload.priorities if name == "priority" else tuple(self.overload.pools)
+            found.append(self.check.choice(body[name], where, name, choices))
+        return found[0], found[1]
 
     def _unmatched(self, data: Mapping[str, Any]) -> Route | None:
         value = data.get("unmatched", "pass")

@@ -69,6 +69,8 @@ class Route:
         on_backend_error: failure mode when the backend cannot answer.
         shadow: decide and report, but never reject (dry-run rollout).
         line: line of the route in its file (for error messages and ``explain``).
+        priority: its overload class (``priority:``), or ``None``: the request's.
+        pool: its overload pool (``pool:``), or ``None``: the default pool.
         plan: the ``plan:`` choice, when the route's limits depend on the client's plan
             (the route's own ``rules`` are then the default plan's).
         exempt_when: ``request -> truthy`` exempts a request after the route matched.
@@ -88,6 +90,8 @@ class Route:
     on_backend_error: FailureMode = "allow"
     shadow: bool = False
     line: int | None = None
+    priority: str | None = None
+    pool: str | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
     plan: PlanChoice | None = field(default=None, compare=False, hash=False)
     exempt_when: Callable[[Any], object] | None = field(default=None, compare=False, hash=False)

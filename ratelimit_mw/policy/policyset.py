@@ -21,6 +21,7 @@ from ratelimit_mw.policy.interpolate import escape
 from ratelimit_mw.policy.matcher import Matcher
 from ratelimit_mw.policy.model import Route, RouteMatch
 from ratelimit_mw.policy.outbound import OutboundRule
+from ratelimit_mw.policy.overload import OverloadSpec
 
 __all__ = ["UNMATCHED_LABEL", "PolicySet", "rule_text"]
 
@@ -67,6 +68,8 @@ class PolicySet:
         version: the document's ``version``.
         matcher: the compiled route index (built by the loader from ``routes``).
         outbound: the ``outbound:`` rules, for :class:`~ratelimit_mw.outbound.OutboundLimiter`.
+        overload: the ``overload:`` section, or ``None`` (no overload protection).
+        priority_key: the compiled ``overload.priority_from`` key, or ``None``.
         defaults: the settings of ``defaults:`` over the built-in ones (``key`` as
             written, ``algorithm``, ``headers``...): what declared limits
             (:meth:`Engine.declare <ratelimit_mw.engine.Engine.declare>`) start from.
@@ -90,6 +93,8 @@ class PolicySet:
     version: int = 1
     raw_document: Mapping[str, Any] = field(default_factory=_empty, repr=False)
     outbound: tuple[OutboundRule, ...] = ()
+    overload: OverloadSpec | None = None
+    priority_key: KeySpec | None = None
     defaults: Mapping[str, Any] = field(default_factory=_empty)
     default_key: KeySpec | None = None
 
@@ -149,6 +154,9 @@ class PolicySet:
                 on_backend_error=route.on_backend_error,
                 shadow=route.shadow,
             )
+            if self.overload is not None:
+                out.update(pool=route.pool or "default",
+                           priority=route.priority or f"from {self.overload.priority_from or 'default_priority'}")
             if route.plan is not None:  # the limits above are the default plan's
                 out["plan"] = {
                     "resolver": route.plan.spec,

@@ -55,16 +55,19 @@ TOP_FIELDS = (
     "routes",
     "unmatched",
     "outbound",
+    "overload",
 )
 DEFAULTS_FIELDS = SETTINGS
 POLICY_FIELDS = (*SETTINGS, "limits", "extra_limits", "extends", "description")
 ROUTE_FIELDS = (
     "match", "methods", "policy", "limits", "extra_limits", "plan", *SETTINGS, "scope", "exempt", "exempt_when",
-    "description",
+    "description", "priority", "pool",
 )
 #: Fields that mean something on an exempt route.
 EXEMPT_FIELDS = ("match", "methods", "exempt", "description")
-UNMATCHED_FIELDS = ("policy", "limits", "extra_limits", "plan", *SETTINGS, "scope", "exempt_when", "description")
+UNMATCHED_FIELDS = (
+    "policy", "limits", "extra_limits", "plan", *SETTINGS, "scope", "exempt_when", "description", "priority", "pool",
+)
 RESPONSE_FIELDS = ("status", "content_type", "body")
 HEADERS_OPTIONS_FIELDS = ("reset", "names")
 CLIENT_IP_FIELDS = ("ipv6_prefix", "forwarded_header", "max_hops")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ratelimit_mw.policy import schema
+from ratelimit_mw.policy import overload, schema
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "policies.md"
 
@@ -21,6 +21,7 @@ LEVELS = {
     "client_ip": schema.CLIENT_IP_FIELDS,
     "response": schema.RESPONSE_FIELDS,
     "headers_options": schema.HEADERS_OPTIONS_FIELDS,
+    "overload": overload.OVERLOAD_FIELDS,
 }
 ROW = re.compile(r"^\| `(?P<field>[a-z0-9_]+)` \|(?P<rest>.*)\|$", re.M)
 

@@ -20,7 +20,15 @@ from ratelimit_mw import log
 from ratelimit_mw.declared import Declaration, declared_route
 from ratelimit_mw.django import conf
 from ratelimit_mw.django.access import USER_ATTR
-from ratelimit_mw.django.respond import DECISION_ATTR, MIDDLEWARE_ATTR, add_headers, denied, record, recorded
+from ratelimit_mw.django.respond import (
+    DECISION_ATTR,
+    MIDDLEWARE_ATTR,
+    add_headers,
+    denied,
+    record,
+    recorded,
+    release_when_sent,
+)
 from ratelimit_mw.engine import Engine
 
 __all__ = ["DECLARED_ATTR", "declare_all", "ratelimit"]
@@ -156,7 +164,7 @@ def _sync_wrapper(view: Callable[..., Any], name: str) -> Callable[..., Any]:
         verdict = _decide(plan, request)
         if verdict is not None:
             if verdict.reject:
-                return denied(request, verdict, state)
+                return _finish(request, denied(request, verdict, state))
             record(request, verdict)
             if verdict.delay > 0:
                 state.engine.limiter.sleep(verdict.delay)
@@ -188,7 +196,7 @@ def _async_wrapper(view: Callable[..., Any], name: str) -> Callable[..., Any]:
             verdict = None
         if verdict is not None:
             if verdict.reject:
-                return await sync_to_async(denied)(request, verdict, state)
+                return _finish(request, await sync_to_async(denied)(request, verdict, state))
             record(request, verdict)
             if verdict.delay > 0:
                 await state.engine.limiter.asleep(verdict.delay)
@@ -200,9 +208,10 @@ def _async_wrapper(view: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 def _finish(request: Any, response: Any) -> Any:
-    """Without the middleware, the decorator adds the headers itself."""
+    """Without the middleware, the decorator adds the headers (and gives overload slots back) itself."""
     if MIDDLEWARE_ATTR in request.__dict__ or not hasattr(response, "headers"):
         return response
+    release_when_sent(request, response)
     verdict = recorded(request)
     return response if verdict is None else add_headers(response, verdict.headers)
 

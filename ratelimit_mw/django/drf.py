@@ -14,14 +14,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from rest_framework.exceptions import APIException
 from rest_framework.throttling import BaseThrottle
 
 from ratelimit_mw import log
 from ratelimit_mw.django import conf
-from ratelimit_mw.django.respond import record
+from ratelimit_mw.django.respond import MIDDLEWARE_ATTR, record, release_now
 from ratelimit_mw.engine import MISS, NO_METHODS, Verdict
 
 __all__ = ["RateLimitThrottle"]
+
+
+class Overloaded(APIException):  # type: ignore[misc]
+    """A request shed by overload protection (``overload:``): DRF answers 503."""
+
+    status_code = 503
+    default_detail = "The service is overloaded; retry later."
+    default_code = "overloaded"
 
 
 class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
@@ -81,7 +90,11 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
             return True
         self.verdict = verdict
         record(request, verdict)
+        if MIDDLEWARE_ATTR not in getattr(request, "_request", request).__dict__:
+            release_now(request)  # no middleware to give an overload slot back when the response ends
         if verdict.reject:
+            if verdict.slot is not None:  # shed, not rate limited
+                raise Overloaded()
             return False
         if verdict.delay > 0:
             state.engine.limiter.sleep(verdict.delay)

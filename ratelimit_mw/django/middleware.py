@@ -22,7 +22,15 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from ratelimit_mw import log
 from ratelimit_mw.django import conf
 from ratelimit_mw.django.decorators import DECLARED_ATTR
-from ratelimit_mw.django.respond import DECISION_ATTR, MIDDLEWARE_ATTR, add_headers, denied, record, recorded
+from ratelimit_mw.django.respond import (
+    DECISION_ATTR,
+    MIDDLEWARE_ATTR,
+    add_headers,
+    denied,
+    record,
+    recorded,
+    release_when_sent,
+)
 from ratelimit_mw.engine import MISS, NO_METHODS
 
 __all__ = ["RateLimitMiddleware"]
@@ -136,6 +144,7 @@ def _uses_throttle(view: Any) -> bool:
 
 
 def _finish(request: Any, response: Any) -> Any:
+    release_when_sent(request, response)
     verdict = recorded(request)
     if verdict is None or not hasattr(response, "headers"):
         return response

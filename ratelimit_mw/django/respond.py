@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ratelimit_mw.django.conf import DjangoLimits
     from ratelimit_mw.engine import Verdict
 
-__all__ = ["DECISION_ATTR", "RateLimited", "add_headers", "denied", "record"]
+__all__ = ["DECISION_ATTR", "RateLimited", "add_headers", "denied", "record", "release_now", "release_when_sent"]
 
 #: ``request.ratelimit``: the decision the view sees (``None``: nothing limited it).
 DECISION_ATTR = "ratelimit"
@@ -25,6 +25,8 @@ DECISION_ATTR = "ratelimit"
 VERDICT_ATTR = "_ratelimit_mw_verdict"
 #: Set by the middleware: it adds the headers, so decorators and throttles need not.
 MIDDLEWARE_ATTR = "_ratelimit_mw_middleware"
+#: Overload slots (``overload:``) the request holds, given back when its response is sent.
+SLOTS_ATTR = "_ratelimit_mw_slots"
 
 
 class RateLimited(Exception):
@@ -53,6 +55,8 @@ def _http_request(request: Any) -> Any:
 def record(request: Any, verdict: Verdict) -> None:
     """Keep the stricter verdict of the request and show its decision as ``request.ratelimit``."""
     target = _http_request(request)
+    if verdict.slot is not None and not verdict.reject:
+        target.__dict__.setdefault(SLOTS_ATTR, []).append(verdict.slot)
     best = stricter(target.__dict__.get(VERDICT_ATTR), verdict)
     target.__dict__[VERDICT_ATTR] = best
     setattr(target, DECISION_ATTR, best.decision)
@@ -63,6 +67,31 @@ def record(request: Any, verdict: Verdict) -> None:
 def recorded(request: Any) -> Verdict | None:
     verdict: Verdict | None = _http_request(request).__dict__.get(VERDICT_ATTR)
     return verdict
+
+
+def release_when_sent(request: Any, response: Any) -> None:
+    """Give the request's overload slots back when Django closes the response (after
+    the last byte, streamed or not); a 503 or 504 counts as a failed sample."""
+    slots: list[Any] | None = _http_request(request).__dict__.pop(SLOTS_ATTR, None)
+    if not slots:
+        return
+    failed = getattr(response, "status_code", 0) in (503, 504)
+
+    def release() -> None:
+        for slot in slots:
+            slot.release(failed)
+
+    closers = getattr(response, "_resource_closers", None)  # what HttpResponseBase.close() runs
+    if isinstance(closers, list):
+        closers.append(release)
+    else:
+        release()
+
+
+def release_now(request: Any) -> None:
+    """Give the slots back at once (no response to wait for: a throttle without the middleware)."""
+    for slot in _http_request(request).__dict__.pop(SLOTS_ATTR, None) or ():
+        slot.release(False, False)
 
 
 def add_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> HttpResponseBase:
@@ -81,7 +110,7 @@ def denied(request: Any, verdict: Verdict, state: DjangoLimits) -> HttpResponseB
     from django.http import HttpResponse, HttpResponseBase
 
     record(request, verdict)
-    if state.view is not None:
+    if state.view is not None and verdict.slot is None:  # a shed request (overload) is the 503
         try:
             response = state.view(_http_request(request), RateLimited(verdict))
         except Exception as exc:

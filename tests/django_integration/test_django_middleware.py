@@ -234,3 +234,22 @@ def test_a_view_decorated_after_the_engine_exists_is_limited() -> None:
     answers = [late(factory.get("/late")) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 429]
     assert answers[0]["X-RateLimit-Limit"] == "1"  # no middleware here: the decorator adds them
+
+
+OVERLOAD = """
+version: 1
+overload: {algorithm: fixed, initial: 1, min: 1, max: 1, warmup: 0s, mode: enforce}
+defaults: {key: [user, ip]}
+routes:
+  - match: "GET /reports"
+    limits: ["100/minute"]
+"""
+
+
+def test_overload_slots_go_back_when_the_response_is_closed(clock: FakeClock) -> None:
+    with project_settings(clock, RATELIMIT_POLICIES=OVERLOAD):
+        alice = client_for("alice")
+        # one request in flight at most: each one's slot must be given back for the next to pass
+        answers = [alice.get(path) for path in ("/reports", "/reports", "/search", "/search", "/reports")]
+        assert [a.status_code for a in answers] == [200] * 5
+        assert answers[2].json()["remaining"] == 2

@@ -44,7 +44,7 @@ from ratelimit_mw.flask.declarations import (
     normalise_key,
     view_name,
 )
-from ratelimit_mw.flask.exceptions import RateLimitExceeded
+from ratelimit_mw.flask.exceptions import Overloaded, RateLimitExceeded
 
 __all__ = ["EXTENSION", "RateLimiter"]
 
@@ -166,9 +166,11 @@ class AppLimits:
             return best
         if verdict is None:
             return best
-        if verdict.reject:  # a shed request (overload) answers 503 through the same exception
+        if verdict.reject:
             setattr(store, G_DECISION, verdict.decision)
             setattr(store, _G_HEADERS, verdict.headers)
+            if verdict.slot is not None:  # shed by overload protection: a 503, not a 429
+                raise Overloaded(verdict, self.engine)
             raise RateLimitExceeded(verdict, self.engine)
         if verdict.slot is not None:
             setattr(store, _G_SLOT, verdict.slot)

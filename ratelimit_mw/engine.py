@@ -138,6 +138,28 @@ class Plan:
         return Verdict(route, decision, self.render(decision), not shadowed, 0.0)
 
 
+class LeasedPlan(Plan):
+    """The plan of a route holding an in-flight limit (``N concurrent``): an admitted
+    request's lease rides in ``verdict.slot``, which the adapters release when the
+    response ends (as they release an overload slot)."""
+
+    __slots__ = ()
+
+    def decide(self, source: Any) -> Verdict | None:
+        return _with_lease(super().decide(source))
+
+    async def adecide(self, source: Any) -> Verdict | None:
+        return _with_lease(await super().adecide(source))
+
+
+def _with_lease(verdict: Verdict | None) -> Verdict | None:
+    lease = None if verdict is None else getattr(verdict[1], "lease", None)
+    if lease is None:
+        return verdict
+    assert verdict is not None
+    return _new(Verdict, (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], lease))  # type: ignore[no-any-return]
+
+
 class _Exempt:
     """The plan of an exempt route while an observer counts exempt requests."""
 
@@ -239,7 +261,8 @@ class Router:
         engine, access, route = self.engine, self.access, entry.route
         if route.key.uses_user and access.user is NO_USER:
             engine.warn_user_key(route)
-        return Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
+        kind = LeasedPlan if entry.bound.quota.in_flight else Plan
+        return kind(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
 
     def _dress(self, route: Route, plans: dict[int, AnyPlan | None]) -> AnyPlan:
         """A route's plan behind its ``plan:`` switch and ``exempt_when`` (see ratelimit_mw.plans)."""

@@ -19,6 +19,7 @@ from ratelimit_mw.backends.memory_inline import factory as inline_factory
 from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, EXPIRY_FUNCTIONS, StepTuple
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.evaluate import combine, inspect
+from ratelimit_mw.core.lease import LeaseStats, LocalLease, leased
 from ratelimit_mw.core.quota import Quota
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import ConfigError
@@ -161,6 +162,42 @@ class MemoryBackend(Backend, AsyncBackend):
                 return apply(tables, (client,) * clients, cost, now)
             finally:
                 release()
+
+        return check
+
+    def bind_leased(self, quota: Quota, clock: Callable[[], float], stats: LeaseStats | None = None) -> Check:
+        """The check of a quota holding an in-flight limit: as :meth:`bind`, and an
+        admitted request's decision is a :class:`~ratelimit_mw.core.lease.LeasedDecision`
+        whose ``lease.release()`` takes its count off again, under the same lock.
+
+        Leases here never expire: a process that dies takes its counters with it.
+        """
+        tables = tuple(self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules))
+        counters = tuple(t for t in tables if t.rule.in_flight)
+        lock, apply, clients = self._lock, self._apply, len(tables)
+
+        def give_back(client: Hashable, cost: int) -> None:
+            with lock:
+                for table in counters:
+                    count = table.states.get(client)
+                    if count is None:  # evicted (max_keys) or reset meanwhile
+                        if stats is not None:
+                            stats.lost += 1
+                        continue
+                    if count > cost:
+                        table.states[client] = count - cost
+                    else:
+                        del table.states[client]
+                        self._size -= 1
+
+        def check(key: str, cost: int = 1) -> Decision:
+            client = hash(key)
+            now = clock()
+            with lock:
+                decision = apply(tables, (client,) * clients, cost, now)
+            if decision[0] and cost:
+                return leased(decision, LocalLease(lambda: give_back(client, cost)))
+            return decision
 
         return check
 

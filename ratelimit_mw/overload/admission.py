@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.keys import Access
+from ratelimit_mw.core.lease import Slots
 from ratelimit_mw.core.problem import TEMPORARY_REDUCED_CAPACITY, Rejection, problem
 from ratelimit_mw.overload.gate import LimitChange, OverloadGate, Ticket
 from ratelimit_mw.policy.model import Route
@@ -226,7 +227,8 @@ class GuardedPlan:
         if verdict.reject:
             slot.release(False, False)
             return verdict
-        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], slot))  # type: ignore[no-any-return]
+        held: Any = slot if verdict[5] is None else Slots(slot, verdict[5])  # the route's in-flight lease too
+        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], held))  # type: ignore[no-any-return]
 
     def decide(self, source: Any) -> Verdict | None:
         ticket = self.gate.acquire(self.classify(source), self.clock())

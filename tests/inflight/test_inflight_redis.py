@@ -221,7 +221,8 @@ def test_a_stalled_worker_loses_its_slots_and_releases_late_without_harm(
     worker.stdin.flush()
     line = worker.stdout.readline().strip()
     lost = int(line.split("lost=")[1].split()[0])
-    assert line.startswith("released") and lost == 3, line  # it found its leases gone, and said so
+    expired = int(line.split("expired=")[1])
+    assert line.startswith("released") and lost == 3 and expired <= lost, line  # it found its leases gone
     assert not limiter.check("worker-test", limit).allowed  # our three slots are still ours
     for decision in mine:
         release(decision)
@@ -238,3 +239,23 @@ def test_a_failing_backend_never_fails_a_release(redis_url: str) -> None:
     release(decision)  # queued; the send fails in the keeper, logged, not raised
     limiter.flush_leases()
     assert limiter.leases_held == 0
+
+
+def test_metrics_count_held_and_lost_leases(redis_url: str) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ratelimit_mw.metrics import RateLimitMetrics
+
+    registry = CollectorRegistry()
+    limiter = Limiter(redis_url, **RELAXED)
+    RateLimitMetrics(registry).attach(limiter)
+    held = [limiter.check("m", "2 concurrent") for _ in range(2)]
+    text = generate_latest(registry).decode()
+    assert "ratelimit_inflight_leases 2.0" in text
+    redis.Redis.from_url(redis_url).delete(*limiter.storage_keys("m", limiter.quota("2 concurrent")))
+    for decision in held:  # their leases are gone (as if expired and dropped)
+        release(decision)
+    limiter.flush_leases()
+    text = generate_latest(registry).decode()
+    assert "ratelimit_inflight_lease_lost_total 2.0" in text
+    assert "ratelimit_inflight_leases 0.0" in text and "ratelimit_inflight_lease_expired_total 0.0" in text

@@ -307,3 +307,49 @@ def test_flask_decorator_holds_the_slot_while_the_body_streams() -> None:
         failed = client.get("/boom")
         failed.close()
         assert failed.status_code == 500
+
+
+# -- FastAPI dependency --------------------------------------------------------------------
+
+
+def test_fastapi_dependency_holds_the_slot_until_the_response_is_done() -> None:
+    from fastapi import Depends, FastAPI
+
+    from ratelimit_mw.fastapi import InFlightRateLimit, RateLimit, setup
+
+    app = FastAPI()
+    setup(app, backend="memory://", clock=FakeClock())
+    guard = RateLimit("1 concurrent", key="ip")
+    assert isinstance(guard, InFlightRateLimit)
+    assert not isinstance(RateLimit("5/minute"), InFlightRateLimit)
+
+    async def main() -> None:
+        started, finish = asyncio.Event(), asyncio.Event()
+
+        @app.get("/slow", dependencies=[Depends(guard)])
+        async def slow() -> dict[str, str]:
+            started.set()
+            await finish.wait()
+            return {}
+
+        @app.get("/boom", dependencies=[Depends(guard)])
+        async def boom() -> dict[str, str]:
+            raise RuntimeError("endpoint failure")
+
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            held = asyncio.create_task(client.get("/slow"))
+            await started.wait()
+            refused = await client.get("/slow")
+            assert refused.status_code == 429
+            assert refused.headers["RateLimit-Policy"].endswith('qu="concurrent-requests"')
+            finish.set()
+            assert (await held).status_code == 200
+            for _ in range(2):  # a raising endpoint gives its slot back too
+                assert (await client.get("/boom")).status_code == 500
+            started.clear()
+            again = asyncio.create_task(client.get("/slow"))
+            await started.wait()
+            assert (await again).status_code == 200
+
+    asyncio.run(main())

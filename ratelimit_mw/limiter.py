@@ -236,11 +236,13 @@ class Limiter:
         if self._keeper is None:
             clock, pass_time = self._clock, self._pass_time
             self._keeper = LeaseKeeper(self.backend, lambda: clock() if pass_time else None, self.lease_stats)
-        observer = self.observer
+        def observe(seconds: float) -> None:  # the observer of the moment (metrics may attach later)
+            if self.observer is not None:
+                self.observer.backend_call(seconds)
+
         sync, async_ = remote_checks(
             quota, self.backend, self.storage_keys, self._clock, self._pass_time, self.breaker, self._keeper,
-            lambda key, cost, exc: self._degraded(quota, key, cost, mode, exc),
-            observer.backend_call if observer is not None else None,
+            lambda key, cost, exc: self._degraded(quota, key, cost, mode, exc), observe,
         )
         return BoundCheck(sync, async_, quota)
 

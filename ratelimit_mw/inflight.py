@@ -88,6 +88,7 @@ class LeaseKeeper:
         self._releases: list[tuple[str, tuple[str, ...]]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._sending = threading.Lock()  # held while a batch is sent (by the thread or flush)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -126,12 +127,14 @@ class LeaseKeeper:
         self._wake.set()
 
     def flush(self) -> None:
-        """Send the queued releases now, from the calling thread (shutdown; tests that
-        need a release seen before their next check)."""
-        with self._lock:
-            releases, self._releases = self._releases, []
-        if releases:
-            self._send(releases, [])
+        """Send the queued releases now, from the calling thread, after any batch the
+        thread has under way (shutdown; a caller that needs its releases seen before
+        its next check)."""
+        with self._sending:
+            with self._lock:
+                releases, self._releases = self._releases, []
+            if releases:
+                self._send(releases, [])
 
     async def aflush(self) -> None:
         """Async :meth:`flush` (an async-only backend's pipeline runs on this loop)."""
@@ -161,15 +164,16 @@ class LeaseKeeper:
     def _run(self) -> None:
         next_renewal = self.clock() + self._period()
         while True:
-            with self._lock:
-                if not self._held and not self._releases:
-                    self._thread = None
-                    return
-                releases, self._releases = self._releases, []
-                due = self.clock() >= next_renewal
-                renewals = list(self._held.items()) if due else []
-            if releases or renewals:
-                self._send(releases, renewals)
+            with self._sending:  # a flush() waits for this tick's batch to land
+                with self._lock:
+                    if not self._held and not self._releases:
+                        self._thread = None
+                        return
+                    releases, self._releases = self._releases, []
+                    due = self.clock() >= next_renewal
+                    renewals = list(self._held.items()) if due else []
+                if releases or renewals:
+                    self._send(releases, renewals)
             if due:
                 next_renewal = self.clock() + self._period()
             self._wake.wait(max(next_renewal - self.clock(), 0.0))

@@ -59,7 +59,7 @@ OPS = st.lists(
 LIMITS = ("3 concurrent", "2 concurrent; lease=15s, 5/minute", "1 concurrent; name=solo")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS, limit=st.sampled_from(LIMITS))
 def test_memory_and_redis_decide_alike(redis_url: str, ops: list[tuple[str, int, int]], limit: str) -> None:
     redis.Redis.from_url(redis_url).flushall()

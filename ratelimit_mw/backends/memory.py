@@ -121,14 +121,18 @@ class MemoryBackend(Backend, AsyncBackend):
             self._size += 1
         states[client] = state
 
-    def _apply(self, tables: Sequence[_Table], clients: Sequence[Hashable], cost: int, now: float) -> Decision:
-        """Every rule's step, then all new states stored or none (call with the lock held)."""
+    def _apply(self, tables: Sequence[_Table], clients: Sequence[Hashable], cost: int, now: float,
+               rules: Sequence[Rule] | None = None) -> Decision:
+        """Every rule's step, then all new states stored or none (call with the lock held).
+        ``rules``: the quota's rules when they are not the tables' own (scaled variants)."""
         if now >= self._next_sweep:
             self._sweep(now)
+        if rules is None:
+            rules = [t.rule for t in tables]
         steps = []  # a loop, not a comprehension: in 3.11 that is one more frame
-        for table, client in zip(tables, clients):
-            steps.append(table.step(table.states.get(client), now, table.rule, cost))
-        decision = combine([t.rule for t in tables], steps)
+        for table, client, rule in zip(tables, clients, rules):
+            steps.append(table.step(table.states.get(client), now, rule, cost))
+        decision = combine(rules, steps)
         if decision[0] and cost:
             for table, client, step in zip(tables, clients, steps):
                 self._store(table.states, client, step[1], now)
@@ -150,16 +154,16 @@ class MemoryBackend(Backend, AsyncBackend):
             table = tables[0]
             compiled = inline_factory(table.step)
             if compiled is not None:
-                rule = table.rule
+                rule = quota.rules[0]  # the quota's own: a scaled variant shares the table of its slot
                 return compiled(self, table.states, rule, rule.capacity, (rule.name,), clock, acquire, release)
-        apply, clients = self._apply, len(tables)
+        apply, clients, rules = self._apply, len(tables), quota.rules
 
         def check(key: str, cost: int = 1) -> Decision:
             client = hash(key)
             now = clock()
             acquire()
             try:
-                return apply(tables, (client,) * clients, cost, now)
+                return apply(tables, (client,) * clients, cost, now, rules)
             finally:
                 release()
 
@@ -174,7 +178,7 @@ class MemoryBackend(Backend, AsyncBackend):
         """
         tables = tuple(self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules))
         counters = tuple(t for t in tables if t.rule.in_flight)
-        lock, apply, clients = self._lock, self._apply, len(tables)
+        lock, apply, clients, rules = self._lock, self._apply, len(tables), quota.rules
 
         def give_back(client: Hashable, cost: int) -> None:
             with lock:
@@ -194,7 +198,7 @@ class MemoryBackend(Backend, AsyncBackend):
             client = hash(key)
             now = clock()
             with lock:
-                decision = apply(tables, (client,) * clients, cost, now)
+                decision = apply(tables, (client,) * clients, cost, now, rules)
             if decision[0] and cost:
                 return leased(decision, LocalLease(lambda: give_back(client, cost)))
             return decision

@@ -43,11 +43,14 @@ def scaled_rule(rule: Rule, factor: float) -> Rule:
     algorithm and name. An in-flight limit is not a rate and is kept as it is."""
     if rule.in_flight or factor >= 1.0:
         return rule
-    bucket = rule.algorithm in BUCKET_ALGORITHMS
+    limit = max(1, math.floor(rule.limit * factor + 1e-9))
+    # the burst keeps at most its ratio to the limit, so a scaled bucket's window (and the
+    # life of its state) never exceeds the route's own
+    scaled_burst = rule.algorithm in BUCKET_ALGORITHMS and rule.algorithm != "leaky_bucket"
     return Rule(
-        limit=max(1, math.floor(rule.limit * factor + 1e-9)),
+        limit=limit,
         period=rule.period,
-        burst=max(1, math.floor(rule.burst * factor + 1e-9)) if bucket and rule.algorithm != "leaky_bucket" else 0,
+        burst=max(1, math.floor(rule.burst * limit / rule.limit + 1e-9)) if scaled_burst else 0,
         algorithm=rule.algorithm,
         max_delay=rule.max_delay if rule.algorithm == "leaky_bucket" else None,
         name=rule.name,

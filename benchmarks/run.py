@@ -34,7 +34,7 @@ from benchmarks.servers import REPO
 from benchmarks.stats import Sample, SectionResult, Target
 
 SECTIONS = ("inmem", "asgi", "wsgi", "flask_ext", "redis_sync", "redis_async", "uvicorn", "seed", "memory", "matcher",
-            "overlimit", "fastapi_dep", "overload", "overload_http")
+            "overlimit", "fastapi_dep", "overload", "overload_http", "django_dec")
 _MODULES = {"uvicorn": "uvicorn_wrk"}
 _PACKAGES = ("ratelimit_mw", "limits", "slowapi", "flask-limiter", "throttled-py", "redis", "hiredis", "starlette",
              "fastapi", "flask", "werkzeug", "uvicorn", "httpx", "pyinstrument")

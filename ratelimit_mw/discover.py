@@ -17,8 +17,9 @@ def engine_of(obj: Any) -> Any:
 
     Looks at: ``obj`` itself; its ``state.ratelimit_engine`` (FastAPI ``setup``); its
     ``extensions["ratelimit_mw"]`` (the Flask extension) or ``extensions["ratelimit"]``;
-    an ``engine`` attribute (middlewares, Django and Flask integrations); then down the
-    ASGI/WSGI middleware chain (``.app``, ``.wsgi_app``, ``middleware_stack``).
+    an ``engine`` attribute (middlewares, Django and Flask integrations); Django's own
+    WSGI/ASGI handler (the engine ``ratelimit_mw.django`` builds from the settings); then
+    down the ASGI/WSGI middleware chain (``.app``, ``.wsgi_app``, ``middleware_stack``).
     """
     from ratelimit_mw.engine import Engine
 
@@ -30,6 +31,13 @@ def engine_of(obj: Any) -> Any:
         seen.add(id(node))
         if isinstance(node, Engine):
             return node
+        if type(node).__module__.startswith("django.core.handlers."):  # Django is imported already
+            from django.urls import get_resolver
+
+            from ratelimit_mw.django.conf import engine as django_engine
+
+            get_resolver().url_patterns  # noqa: B018 - imports the views: their decorators declare
+            return django_engine()
         extensions = getattr(node, "extensions", None)
         extensions = extensions if isinstance(extensions, dict) else {}
         for found in (getattr(getattr(node, "state", None), STATE_ATTR, None),

@@ -1,6 +1,9 @@
-"""Coverage-guided fuzzing of the policy loader with atheris (optional, outside the suite).
+"""Coverage-guided fuzzing of the policy loader with atheris (outside pytest).
 
-Run: ``.venv/bin/pip install atheris && .venv/bin/python scripts/fuzz_policies_atheris.py -max_total_time=60``.
+``scripts/test.sh`` (and so ``.ci/run``) runs it for 30 s when atheris installs, seeded
+with ``policies.example.yaml`` and with a 5 s per-input timeout, so a hang (a route
+regex that backtracks) is a finding too. By hand:
+``.venv/bin/pip install atheris && .venv/bin/python scripts/fuzz_policies_atheris.py -max_total_time=60``.
 Any exception other than a handled ``PolicyError`` is a finding: atheris stops and
 writes the input that caused it.
 """

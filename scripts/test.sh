@@ -51,6 +51,24 @@ fi
 if [ "$#" -eq 0 ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
+  # atheris ships wheels for common platforms only, so it is installed here on a
+  # best-effort basis rather than listed in the `test` group; hypothesis fuzzes the
+  # loader in the suite either way (tests/policy/test_policy_fuzz.py).
+  echo "== atheris (coverage-guided fuzzing of the policy loader, 30 s, when it installs)"
+  if .venv/bin/python -m pip install -q --disable-pip-version-check atheris >/dev/null 2>&1; then
+    mkdir -p "$work/fuzz-corpus" "$work/fuzz-findings"
+    cp policies.example.yaml "$work/fuzz-corpus/"
+    if ! .venv/bin/python scripts/fuzz_policies_atheris.py -max_total_time=30 -timeout=5 -rss_limit_mb=2048 \
+        -artifact_prefix="$work/fuzz-findings/" "$work/fuzz-corpus" >"$work/fuzz.log" 2>&1; then
+      tail -40 "$work/fuzz.log" >&2
+      for finding in "$work"/fuzz-findings/*; do echo "== input: $finding" >&2; head -c 2000 "$finding" >&2; done
+      echo "atheris found an input the policy loader mishandles" >&2
+      exit 1
+    fi
+    tail -1 "$work/fuzz.log"
+  else
+    echo "atheris did not install on this platform: skipped"
+  fi
   echo "== docs (mkdocs build --strict)"
   NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$work/site"
   echo "== package (build, twine check, install the wheel in a fresh virtualenv, smoke test)"

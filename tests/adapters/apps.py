@@ -129,15 +129,9 @@ def flask_app(**options: Any) -> Any:
 
 def django_wsgi(**options: Any) -> Callable[..., Any]:
     """Django's real WSGI handler; URL conf built to mirror the other apps."""
-    import django
-    from django.conf import settings
+    from tests.support.django_setup import configure
 
-    if not settings.configured:
-        settings.configure(
-            SECRET_KEY="test", DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__ + "_urls",
-            INSTALLED_APPS=[], MIDDLEWARE=[], USE_TZ=True,
-        )
-        django.setup()
+    configure()  # shared by every Django test of the process (settings are global)
     _install_django_urls()
     from django.core.wsgi import get_wsgi_application
 
@@ -151,7 +145,9 @@ def _install_django_urls() -> None:
     from django.http import HttpResponse, StreamingHttpResponse
     from django.urls import path, re_path
 
-    name = __name__ + "_urls"
+    from tests.support.django_setup import ADAPTERS_URLCONF
+
+    name = ADAPTERS_URLCONF
     if name in sys.modules:
         return
 

@@ -3,7 +3,10 @@
 Extends ``test_redis_faults.py`` (which proves the decisions for each mode, sync and
 async) with the faults it does not cover: a slow Redis (a busy Lua script, ``CLIENT
 PAUSE``) and a 3-master Cluster with replicas losing a master (``CLUSTER FAILOVER`` on
-its replica, and the master killed). Each row drives async checks through the fault
+its replica, the master killed, the master stopped with SIGSTOP until its replica
+takes over) or answering late (``CLIENT PAUSE`` on the master). The standalone faults
+it shares with ``test_redis_faults.py`` (killed, paused, restarted empty, refused at
+start-up) are measured here too. Each row drives async checks through the fault
 and measures time to detect (first degraded decision), time to recover after the
 fault clears, and the checks decided without the backend. Each row also requires:
 no exception, no check beyond the budget, one log line per breaker state change,
@@ -64,10 +67,13 @@ class Row:
 class Fault:
     """How to inflict one fault and how to clear it, on a standalone server or a cluster."""
 
-    def __init__(self, apply: Callable[[], None], clear: Callable[[], None], may_go_unnoticed: bool = False) -> None:
+    def __init__(self, apply: Callable[[], None], clear: Callable[[], None], may_go_unnoticed: bool = False,
+                 at_start_up: bool = False) -> None:
         self.apply = apply
         self.clear = clear
         self.may_go_unnoticed = may_go_unnoticed
+        #: the fault is there before the first check (nothing listens yet): no healthy start
+        self.at_start_up = at_start_up
 
 
 def _busy_script(server: RedisServer, seconds: float) -> threading.Thread:
@@ -95,11 +101,18 @@ def standalone_fault(name: str, server: RedisServer) -> Fault:
         return Fault(lambda: busy.append(_busy_script(server, 1.5)), lambda: busy[0].join(20))
     if name == "slowed-client-pause":
         return Fault(lambda: server.command("CLIENT", "PAUSE", 1500, "ALL"), lambda: time.sleep(1.6))
+    if name == "refused-at-start-up":
+        return Fault(lambda: None, server.start, at_start_up=True)
     raise AssertionError(name)
 
 
-STANDALONE_FAULTS = ["killed", "paused-sigstop", "restarted-empty", "slowed-busy-script", "slowed-client-pause"]
-CLUSTER_FAULTS = ["failover-command", "master-killed"]
+STANDALONE_FAULTS = ["killed", "paused-sigstop", "restarted-empty", "slowed-busy-script", "slowed-client-pause",
+                     "refused-at-start-up"]
+MASTER_FAULTS = ["failover-command", "master-killed", "master-paused-sigstop", "master-slowed-client-pause",
+                 "master-restarted-empty"]
+#: faults after which the replica is the master
+PROMOTING = {"failover-command", "master-killed", "master-paused-sigstop"}
+CLUSTER_FAULTS = [*MASTER_FAULTS, "refused-at-start-up"]
 
 
 def _limiter(url: str, mode: str) -> Limiter:
@@ -138,7 +151,8 @@ class Driver:
 
 async def _run_row(limiter: Limiter, fault: Fault, mode: str, key: str) -> tuple[float | None, float, Driver]:
     run = Driver(limiter)
-    assert not (await run.check(key)).degraded
+    if not fault.at_start_up:
+        assert not (await run.check(key)).degraded
     await asyncio.to_thread(fault.apply)
     detect = await run.until(key, degraded=True, bound=2.0 if fault.may_go_unnoticed else DETECT_BOUND)
     if detect is None:
@@ -201,10 +215,11 @@ def _write_page() -> None:
         "`breaker_recovery=0.2` and async checks every ~10 ms. Figures vary with the machine; what the",
         "test asserts is in the last column.",
         "",
-        "- **detect**: seconds from the fault to the first check decided without Redis (`-`: never noticed).",
-        "- **recover**: seconds from the fault having cleared (server restarted or resumed, script or pause",
-        "  over, replica promoted) to the first check decided by Redis again; `0.00` when the breaker's",
-        "  probe had already succeeded while the fault cleared.",
+        "- **detect**: seconds from the fault (for `refused-at-start-up`, from the first check, made while",
+        "  nothing listens yet) to the first check decided without Redis (`-`: never noticed).",
+        "- **recover**: seconds from the fault having cleared (server started, restarted or resumed, script",
+        "  or pause over, replica promoted) to the first check decided by Redis again; `0.00` when the",
+        "  breaker's probe had already succeeded while the fault cleared.",
         "- **without backend**: checks decided by the failure policy (of **checks** during the row).",
         "- **slowest**: the slowest single check, in milliseconds.",
         "",
@@ -226,8 +241,18 @@ def _write_page() -> None:
         "`ratelimit_breaker_state` gauge back at 0; and a fresh client limited to `3/minute` gets",
         "exactly 3 admissions from Redis after recovery.",
         "",
-        "A `restarted-empty` server or a `CLUSTER FAILOVER` may go unnoticed (`-`): the client",
+        "A standalone `restarted-empty` server or a `CLUSTER FAILOVER` may go unnoticed (`-`): the client",
         "reconnects or follows the MOVED redirection within one check.",
+        "",
+        "In the Cluster rows the fault hits the master owning the checked key. `master-paused-sigstop`",
+        "stops it (`SIGSTOP`) longer than the 1 s node timeout, so the cluster promotes its replica; the",
+        "fault clears when the replica is master and the old one is resumed (it rejoins as a replica).",
+        "`master-slowed-client-pause` holds its clients for 1.5 s (`CLIENT PAUSE ALL`); the cluster bus",
+        "is not paused, so nothing fails over and the same master answers again.",
+        "`master-restarted-empty` restarts it at once with its cluster configuration but no data: it",
+        "is back within the node timeout, so nothing fails over, but it reports `cluster_state:fail` and",
+        "refuses its slots until it has rejoined (about 2 s), so the row is detected; its clients then",
+        "start with a whole quota.",
         "",
     ]
     PAGE.parent.mkdir(exist_ok=True)
@@ -238,7 +263,8 @@ def _write_page() -> None:
 @pytest.mark.parametrize("fault_name", STANDALONE_FAULTS)
 def test_standalone_fault(redis_server_binary: ServerBinary, fault_name: str, mode: str) -> None:
     server = RedisServer(port=free_port(), binary=redis_server_binary.path, name="matrix")
-    server.start()
+    if fault_name != "refused-at-start-up":
+        server.start()
     registry = CollectorRegistry()
     limiter = _limiter(server.url, mode)
     RateLimitMetrics(registry=registry).attach(limiter)
@@ -269,7 +295,7 @@ def replicated_cluster(redis_server_binary: ServerBinary) -> Iterator[RedisClust
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("fault_name", CLUSTER_FAULTS)
+@pytest.mark.parametrize("fault_name", MASTER_FAULTS)
 def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: str, mode: str) -> None:
     cluster = replicated_cluster
     registry = CollectorRegistry()
@@ -287,8 +313,19 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
     if fault_name == "failover-command":
         fault = Fault(lambda: replica.command("CLUSTER", "FAILOVER"), lambda: _wait_role(replica, "master"),
                       may_go_unnoticed=True)
-    else:
+    elif fault_name == "master-killed":
         fault = Fault(master.kill, lambda: _wait_role(replica, "master"))
+    elif fault_name == "master-paused-sigstop":
+        # stopped longer than the node timeout: the cluster promotes the replica, and the
+        # old master, resumed, rejoins as its replica
+        fault = Fault(master.pause, lambda: (_wait_role(replica, "master"), master.resume()))
+    elif fault_name == "master-slowed-client-pause":
+        # CLIENT PAUSE stops clients, not the cluster bus: no failover, the same master answers late
+        fault = Fault(lambda: master.command("CLIENT", "PAUSE", 1500, "ALL"), lambda: time.sleep(1.6))
+    else:
+        # back within the node timeout with its cluster config but no data: no failover, but the
+        # node refuses its slots until it has rejoined (the rejoin delay, 2 node timeouts)
+        fault = Fault(lambda: master.restart(empty=True), lambda: None)
 
     async def main() -> tuple[float | None, float, Driver]:
         try:
@@ -298,9 +335,34 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
 
     with capture_logs() as logs:
         detect, recover, run = asyncio.run(main())
-    assert _role(replica) == "master"
+    assert (_role(replica) == "master") is (fault_name in PROMOTING)  # ROLE says "slave" for a replica
     _check_signals(logs, registry, not fault.may_go_unnoticed)
     _record(Row("cluster 3+3", fault_name, mode, detect, recover, run.degraded, run.checks, run.slowest))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cluster_refused_at_start_up(redis_server_binary: ServerBinary, mode: str) -> None:
+    """The limiter is made, and checks, before any cluster node listens; then the cluster
+    starts (nodes up, slots assigned, replicas attached) while checks continue."""
+    cluster = RedisCluster(masters=3, replicas_per_master=1, binary=redis_server_binary.path, seed_port=free_port())
+    registry = CollectorRegistry()
+    limiter = _limiter(cluster.url, mode)
+    RateLimitMetrics(registry=registry).attach(limiter)
+    fault = Fault(lambda: None, cluster.start, at_start_up=True)
+
+    async def main() -> tuple[float | None, float, Driver]:
+        try:
+            return await _run_row(limiter, fault, mode, "client-a")
+        finally:
+            await limiter.aclose()
+
+    try:
+        with capture_logs() as logs:
+            detect, recover, run = asyncio.run(main())
+    finally:
+        cluster.stop()
+    _check_signals(logs, registry, True)
+    _record(Row("cluster 3+3", "refused-at-start-up", mode, detect, recover, run.degraded, run.checks, run.slowest))
 
 
 def _role(server: RedisServer) -> str:

@@ -843,7 +843,10 @@ class RedisCluster:
         binary: str | None = None,
         node_timeout_ms: int = 1000,
         start_timeout: float = 20.0,
+        seed_port: int | None = None,
     ) -> None:
+        """``seed_port`` pins the first master's port, so :attr:`url` is known before
+        :meth:`start` (a client made while nothing listens yet)."""
         if masters < 1 or replicas_per_master < 0:
             raise ValueError("need masters >= 1 and replicas_per_master >= 0")
         self.start_timeout = start_timeout
@@ -856,7 +859,10 @@ class RedisCluster:
             "cluster-replica-validity-factor 0",  # a replica may always fail over (fault tests)
             "repl-diskless-sync-delay 0",  # default 5 s delay would stall every replica sync
         ]
-        self.masters = [RedisServer(binary=binary, config=config, name=f"cluster-m{i}") for i in range(masters)]
+        self.masters = [
+            RedisServer(seed_port if i == 0 else None, binary=binary, config=config, name=f"cluster-m{i}")
+            for i in range(masters)
+        ]
         self.replicas = [
             RedisServer(binary=binary, config=config, name=f"cluster-m{i // replicas_per_master}-r{i}")
             for i in range(masters * replicas_per_master)

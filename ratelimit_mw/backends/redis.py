@@ -519,7 +519,7 @@ def _lease_commands(pipe: Any, releases: Sequence[tuple[str, Sequence[str]]],
     for key, members in releases:
         pipe.zrem(key, *members)
     for key, lease, members in renewals:  # EVAL: once per renewal tick, not per request
-        pipe.eval(RENEW_SCRIPT.text, 1, key, when, repr(float(lease)), *members)
+        pipe.execute_command("EVAL", RENEW_SCRIPT.text, 1, key, when, repr(float(lease)), *members)
 
 
 async def _aeval(call: Callable[..., Awaitable[Any]], args: list[Any], text: Script) -> Any:

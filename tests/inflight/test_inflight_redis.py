@@ -259,3 +259,26 @@ def test_metrics_count_held_and_lost_leases(redis_url: str) -> None:
     text = generate_latest(registry).decode()
     assert "ratelimit_inflight_lease_lost_total 2.0" in text
     assert "ratelimit_inflight_leases 0.0" in text and "ratelimit_inflight_lease_expired_total 0.0" in text
+
+
+def test_leases_on_a_cluster_are_taken_renewed_and_released(redis_cluster_url: str) -> None:
+    """Every key of a check shares a hash slot; renewals and releases of keys on several
+    nodes go in one cluster pipeline."""
+    limiter = Limiter(redis_cluster_url, **RELAXED)
+    keeper_ticks = 0
+    try:
+        held = {key: limiter.check(key, "1 concurrent; lease=1s, 100/minute") for key in ("a", "b", "c", "d")}
+        assert all(d.allowed for d in held.values())
+        until = time.monotonic() + 1.6  # past the lease: renewed, so still held
+        while time.monotonic() < until:
+            assert not limiter.check("a", "1 concurrent; lease=1s, 100/minute").allowed
+            keeper_ticks += 1
+            time.sleep(0.1)
+        for decision in held.values():
+            release(decision)
+        limiter.flush_leases()
+        assert all(limiter.check(key, "1 concurrent; lease=1s, 100/minute").allowed for key in held)
+        assert limiter.lease_stats.lost == 0
+    finally:
+        limiter.close()
+    assert keeper_ticks > 0

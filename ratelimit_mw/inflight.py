@@ -136,6 +136,16 @@ class LeaseKeeper:
             if releases:
                 self._send(releases, [])
 
+    def close(self) -> None:
+        """Shutting down: release every lease still held (its requests will not end
+        here any more) and stop renewing; the thread ends by itself."""
+        with self._lock:
+            for held in self._held.values():
+                self._releases.extend((key, held.members) for key in held.keys)
+            self._held.clear()
+        self._wake.set()
+        self.flush()
+
     async def aflush(self) -> None:
         """Async :meth:`flush` (an async-only backend's pipeline runs on this loop)."""
         if self.backend.supports_sync:

@@ -539,9 +539,9 @@ class Limiter:
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Send queued lease releases, then close the backend's connections."""
+        """Release the in-flight leases still held, then close the backend's connections."""
         if self._keeper is not None and getattr(self.backend, "supports_sync", False):
-            self._keeper.flush()
+            self._keeper.close()
         if isinstance(self.backend, Backend):
             self.backend.close()
 

@@ -278,7 +278,8 @@ def test_leases_on_a_cluster_are_taken_renewed_and_released(redis_cluster_url: s
             release(decision)
         limiter.flush_leases()
         assert all(limiter.check(key, "1 concurrent; lease=1s, 100/minute").allowed for key in held)
-        assert limiter.lease_stats.lost == 0
+        assert limiter.lease_stats.lost == 0 and limiter.leases_held == 4
     finally:
-        limiter.close()
+        limiter.close()  # releases the four still held
+    assert limiter.leases_held == 0
     assert keeper_ticks > 0

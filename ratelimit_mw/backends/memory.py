@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from typing import Any
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
@@ -194,13 +195,24 @@ class MemoryBackend(Backend, AsyncBackend):
                         del table.states[client]
                         self._size -= 1
 
+        if len(tables) == 1 and self.inline and inline_factory(tables[0].step) is not None:
+            inner = self.bind(quota, clock)  # the single-rule check, compiled inline
+
+            def check_one(key: str, cost: int = 1) -> Decision:
+                decision = inner(key, cost)
+                if decision[0] and cost:
+                    return leased(decision, LocalLease(partial(give_back, hash(key), cost)))
+                return decision
+
+            return check_one
+
         def check(key: str, cost: int = 1) -> Decision:
             client = hash(key)
             now = clock()
             with lock:
                 decision = apply(tables, (client,) * clients, cost, now, rules)
             if decision[0] and cost:
-                return leased(decision, LocalLease(lambda: give_back(client, cost)))
+                return leased(decision, LocalLease(partial(give_back, client, cost)))
             return decision
 
         return check

@@ -86,7 +86,7 @@ class Slots:
 
 def leased(decision: Decision, lease: Lease) -> LeasedDecision:
     """``decision`` carrying ``lease``."""
-    out = LeasedDecision(*decision)
+    out: LeasedDecision = tuple.__new__(LeasedDecision, decision)
     out.lease = lease
     return out
 

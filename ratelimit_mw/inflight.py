@@ -139,15 +139,24 @@ class LeaseKeeper:
     def close(self) -> None:
         """Shutting down: release every lease still held (its requests will not end
         here any more) and stop renewing; the thread ends by itself."""
+        self._drop_all()
+        self.flush()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        self._drop_all()
+        await self.aflush()
+
+    def _drop_all(self) -> None:
         with self._lock:
             for held in self._held.values():
                 self._releases.extend((key, held.members) for key in held.keys)
             self._held.clear()
         self._wake.set()
-        self.flush()
 
     async def aflush(self) -> None:
-        """Async :meth:`flush` (an async-only backend's pipeline runs on this loop)."""
+        """Async :meth:`flush` (an async-only backend's pipeline runs on this loop; a
+        batch the thread has under way is not waited for, as that would block the loop)."""
         if self.backend.supports_sync:
             self.flush()
             return

@@ -548,6 +548,6 @@ class Limiter:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         if self._keeper is not None:
-            await self._keeper.aflush()
+            await self._keeper.aclose()
         if isinstance(self.backend, AsyncBackend):
             await self.backend.aclose()

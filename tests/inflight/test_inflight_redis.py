@@ -283,3 +283,28 @@ def test_leases_on_a_cluster_are_taken_renewed_and_released(redis_cluster_url: s
         limiter.close()  # releases the four still held
     assert limiter.leases_held == 0
     assert keeper_ticks > 0
+
+
+def test_an_async_only_client_renews_and_releases_on_its_event_loop(redis_url: str) -> None:
+    """Given a redis.asyncio client, the keeper runs its pipelines on the loop that took
+    the leases: renewed past the lease, released after."""
+
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0)
+        limiter = Limiter(client)
+        limit = "1 concurrent; lease=1s"
+        held = await limiter.acheck("k", limit)
+        assert held.allowed
+        until = time.monotonic() + 1.6
+        while time.monotonic() < until:
+            assert not (await limiter.acheck("k", limit)).allowed
+            await asyncio.sleep(0.1)
+        release(held)
+        await limiter.aflush_leases()
+        again = await limiter.acheck("k", limit)
+        assert again.allowed and limiter.lease_stats.lost == 0
+        release(again)
+        await limiter.aclose()
+        await client.aclose()
+
+    asyncio.run(main())

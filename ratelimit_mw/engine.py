@@ -155,7 +155,7 @@ class LeasedPlan(Plan):
 
 
 def _with_lease(verdict: Verdict | None) -> Verdict | None:
-    lease = None if verdict is None else getattr(verdict[1], "lease", None)
+    lease = None if verdict is None else verdict[1].lease
     if lease is None:
         return verdict
     assert verdict is not None

@@ -21,7 +21,7 @@ from ratelimit_mw.backends.open import open_backend
 from ratelimit_mw.breaker import CircuitBreaker
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
-from ratelimit_mw.core.lease import LeaseStats
+from ratelimit_mw.core.lease import LeaseStats, leased
 from ratelimit_mw.core.quota import Quota, make_quota
 from ratelimit_mw.core.rates import Rule, parse_rate, parse_rates, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, RateLimitExceeded
@@ -347,11 +347,8 @@ class Limiter:
                 self._fallback = MemoryBackend()
             if quota.in_flight:  # the fallback's counter is given back like the backend's lease
                 decision = self._fallback.bind_leased(quota, self._clock, self.lease_stats)(key, cost)
-                lease = getattr(decision, "lease", None)
-                decision = decision._replace(degraded=True)
-                if lease is not None:
-                    decision.lease = lease  # type: ignore[attr-defined]
-                return decision
+                marked = decision._replace(degraded=True)
+                return marked if decision.lease is None else leased(marked, decision.lease)
             return self._fallback.bind(quota, self._clock)(key, cost)._replace(degraded=True)
         rule = quota.rules[0]
         if mode == "deny":

@@ -33,7 +33,7 @@ class LeasedDecision(Decision):
     """An admitted decision that holds in-flight slots: call ``lease.release()`` when
     the request ends. Equal to the plain :class:`Decision` with the same fields."""
 
-    lease: Lease | None = None
+    lease: Lease | None = None  # type: ignore[assignment]  # an attribute here, set per instance
 
 
 class LeaseStats:

@@ -19,7 +19,7 @@ def main() -> None:
     for _ in range(hold):
         decision = limiter.check("worker-test", limit)
         assert decision.allowed, decision
-        leases.append(decision.lease)  # type: ignore[attr-defined]
+        leases.append(decision.lease)
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "release":

@@ -18,10 +18,12 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from ratelimit_mw import Limiter
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.testing import FakeClock
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -30,7 +32,7 @@ RELAXED = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
 
 def release(decision: Decision) -> None:
-    decision.lease.release()  # type: ignore[attr-defined]
+    decision.lease.release()
 
 
 def capacity(limiter: Limiter, limit: str, key: str = "worker-test") -> int:
@@ -230,15 +232,23 @@ def test_a_stalled_worker_loses_its_slots_and_releases_late_without_harm(
     assert capacity(limiter, limit) == 3
 
 
-def test_a_failing_backend_never_fails_a_release(redis_url: str) -> None:
-    limiter = Limiter(redis_url, **RELAXED)
-    decision = limiter.check("k", "2 concurrent")
+def test_a_failing_backend_never_fails_a_release_and_the_lease_expires(fresh_redis_server: RedisServer) -> None:
+    limiter = Limiter(fresh_redis_server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    decision = limiter.check("k", "2 concurrent; lease=1s")
     assert decision.allowed
-    limiter.backend.close()
-    limiter.backend._client = redis.Redis(port=1, socket_connect_timeout=0.2)  # type: ignore[attr-defined]
-    release(decision)  # queued; the send fails in the keeper, logged, not raised
-    limiter.flush_leases()
+    fresh_redis_server.kill()
+    with capture_logs() as logs:
+        decision.lease.release()  # queued; the send fails in the keeper: logged, not raised
+        limiter.flush_leases()
+    assert any(entry["event"] == "lease_error" for entry in logs)
     assert limiter.leases_held == 0
+    assert limiter.check("k", "2 concurrent; lease=1s").degraded  # the failure policy answers
+    fresh_redis_server.restart(empty=False)
+    deadline = time.monotonic() + 3.0  # the unreleased lease runs out by itself (if the restart kept it)
+    while capacity(limiter, "2 concurrent; lease=1s", "k") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    limiter.close()
 
 
 def test_metrics_count_held_and_lost_leases(redis_url: str) -> None:

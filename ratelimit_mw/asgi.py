@@ -108,7 +108,12 @@ class RateLimitMiddleware:
             await send({"type": "http.response.body", "body": rejection.body})
             return
         if verdict.delay > 0:
-            await self._sleep(verdict.delay)
+            try:
+                await self._sleep(verdict.delay)
+            except BaseException:  # cancelled while shaped: the app never runs, give the slot back
+                if verdict.slot is not None:
+                    verdict.slot.release(False, False)
+                raise
         extra = verdict.headers
         scope[VERDICT_KEY] = verdict  # for checks declared at the view (ratelimit_mw.fastapi)
         if verdict.slot is not None:  # overload protection: the slot goes back when the response ends

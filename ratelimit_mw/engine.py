@@ -22,12 +22,14 @@ from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.headers import HeaderRenderer
 from ratelimit_mw.core.keys import NO_USER, VIEW_ACCESS, Access, KeyReader
 from ratelimit_mw.core.problem import Rejection, Rejections
+from ratelimit_mw.core.quota import Quota
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.declared import Declaration, declared_route
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
 from ratelimit_mw.overload.admission import GuardedPlan, Overload
+from ratelimit_mw.overload.scaling import factors, scaled_rule
 from ratelimit_mw.plans import ExemptWhen, PlanSwitch
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
@@ -138,6 +140,28 @@ class Plan:
         return Verdict(route, decision, self.render(decision), not shadowed, 0.0)
 
 
+class LeasedPlan(Plan):
+    """The plan of a route holding an in-flight limit (``N concurrent``): an admitted
+    request's lease rides in ``verdict.slot``, which the adapters release when the
+    response ends (as they release an overload slot)."""
+
+    __slots__ = ()
+
+    def decide(self, source: Any) -> Verdict | None:
+        return _with_lease(super().decide(source))
+
+    async def adecide(self, source: Any) -> Verdict | None:
+        return _with_lease(await super().adecide(source))
+
+
+def _with_lease(verdict: Verdict | None) -> Verdict | None:
+    lease = None if verdict is None else verdict[1].lease
+    if lease is None:
+        return verdict
+    assert verdict is not None
+    return _new(Verdict, (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], lease))  # type: ignore[no-any-return]
+
+
 class _Exempt:
     """The plan of an exempt route while an observer counts exempt requests."""
 
@@ -230,7 +254,10 @@ class Router:
             for route in (*policies.routes, *((policies.unmatched,) if policies.unmatched else ())):
                 if not route.exempt:
                     plan = plans.get(id(route)) if route.rules else None
-                    plans[id(route)] = overload.guard(route, plan, self.access, policies.priority_key, self.raw)
+                    ladder = engine.ladders.get(id(route))
+                    steps = None if ladder is None else (plan, *(self._bind(entry) for entry in ladder))
+                    plans[id(route)] = overload.guard(route, plan, self.access, policies.priority_key, self.raw,
+                                                      steps)
         bound: dict[str, AnyPlan] = {name: self._bind(entry) for name, entry in named.items()}
         self._state = state = _RouterState(policies, plans, bound, {}, set())
         self.routes = state.routes
@@ -239,7 +266,8 @@ class Router:
         engine, access, route = self.engine, self.access, entry.route
         if route.key.uses_user and access.user is NO_USER:
             engine.warn_user_key(route)
-        return Plan(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
+        kind = LeasedPlan if entry.bound.quota.in_flight else Plan
+        return kind(engine, entry, route.key.bind(access, engine.key_error_reporter(route)), self.raw)
 
     def _dress(self, route: Route, plans: dict[int, AnyPlan | None]) -> AnyPlan:
         """A route's plan behind its ``plan:`` switch and ``exempt_when`` (see ratelimit_mw.plans)."""
@@ -353,6 +381,9 @@ class Engine:
         self._exempt: list[Route] = []
         #: The ``overload:`` section's gates (``None``: no overload protection).
         self.overload: Overload | None = None
+        #: ``scale_rates:``: id(route) -> its limits compiled at each factor below 1
+        #: (see :mod:`ratelimit_mw.overload.scaling`).
+        self.ladders: dict[int, list[_Compiled]] = {}
         self.set_policies(policies)
 
     # -- policies --------------------------------------------------------------------
@@ -412,8 +443,35 @@ class Engine:
         self._rejections = Rejections(policies)
         spec = getattr(policies, "overload", None)
         self.overload = None if spec is None else Overload(spec, self.limiter.interval_clock, self.overload, Verdict)
+        self.ladders = self._ladders(spec, compiled, policies, raw_names)
+        self._set_header_names(raw_names)
         self._named = named
         self._rebuild_routers()
+
+    def _ladders(self, spec: Any, compiled: dict[int, _Compiled], policies: Any,
+                 raw_names: set[bytes]) -> dict[int, list[_Compiled]]:
+        """Each protected route's limits at every ``scale_rates:`` factor below 1, sharing
+        the storage slots of its own limits. Routes with a ``plan:`` switch or an
+        ``exempt_when`` keep their limits as written."""
+        if spec is None or spec.scale_floor is None:
+            return {}
+        steps = factors(spec.scale_floor)[1:]
+        ladders: dict[int, list[_Compiled]] = {}
+        for ident, entry in compiled.items():
+            route = entry.route
+            if route.plan is not None or route.exempt_when is not None or all(r.in_flight for r in route.rules):
+                continue
+            base = entry.bound.quota
+            ladder = []
+            for factor in steps:
+                rules = tuple(scaled_rule(rule, factor) for rule in base.rules)
+                renderer = HeaderRenderer(rules, route.headers, names=policies.header_names,
+                                          reset=policies.reset_format, wall_clock=self._wall)
+                raw_names.update(renderer.raw_names)
+                bound = self.limiter.bind(Quota(rules, base.scope, base.slots), on_error=route.on_backend_error)
+                ladder.append(_Compiled(route, bound, renderer))
+            ladders[ident] = ladder
+        return ladders
 
     # -- declared limits ---------------------------------------------------------------
 

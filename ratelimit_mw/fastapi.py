@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -43,7 +43,7 @@ from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.policy.loader import policies_from_env
 from ratelimit_mw.requestview import ASGIRequest, _scope_header, _scope_peer, _scope_user
 
-__all__ = ["RateLimit", "RateLimited", "declare_routes", "identity_of", "setup"]
+__all__ = ["InFlightRateLimit", "RateLimit", "RateLimited", "declare_routes", "identity_of", "setup"]
 
 _NO_VALUE: Any = object()
 
@@ -210,7 +210,18 @@ class RateLimit:
             engine.declare(name, self.limits, key=self.key, source="dependency", cost=self.cost)
             declared.add(name)
 
+    def __new__(cls, limits: Any = (), **options: Any) -> RateLimit:
+        """A dependency whose limits hold an in-flight limit (``"2 concurrent"``) is an
+        :class:`InFlightRateLimit`: it must give the slot back when the response ends."""
+        if cls is RateLimit and _in_flight(limits):
+            cls = InFlightRateLimit
+        return object.__new__(cls)
+
     async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
+        await self._check(request, response, ratelimit_user)
+
+    async def _check(self, request: Request, response: Response, ratelimit_user: Any) -> Verdict | None:
+        """Decide; raise the 429; add the headers. The admitted verdict, or ``None``."""
         scope = request.scope
         engine = self.engine or self._by_app.get(scope.get("app")) or self._find(request)
         name = self.route_name(request)
@@ -222,7 +233,7 @@ class RateLimit:
         state = request.state
         if plan is None:  # RATELIMIT_ENABLED is off
             state.ratelimit = None
-            return
+            return None
         source = _Source(request, ratelimit_user)
         try:
             verdict = plan.decide(source) if engine.inline else await plan.adecide(source)
@@ -232,7 +243,7 @@ class RateLimit:
         earlier = scope.get(VERDICT_KEY)  # the middleware's YAML route, if any
         chosen = state.ratelimit = verdict if earlier is None else stricter(earlier, verdict)
         if verdict is None:
-            return
+            return None
         if verdict.reject:
             rejection = engine.rejection(verdict, raw=True)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in rejection.headers
@@ -241,9 +252,41 @@ class RateLimit:
                               "application/json")
             raise RateLimited(rejection.status, headers, rejection.body, media_type, verdict)
         if verdict.delay > 0:
-            await engine.limiter.asleep(verdict.delay)
+            try:
+                await engine.limiter.asleep(verdict.delay)
+            except BaseException:
+                if verdict.slot is not None:
+                    verdict.slot.release(False, False)
+                raise
         if chosen is verdict:  # else the middleware adds its stricter headers
             response.raw_headers.extend(verdict.headers)  # lower-case latin-1 pairs: a raw router
+        return verdict
+
+
+class InFlightRateLimit(RateLimit):
+    """A :class:`RateLimit` holding an in-flight limit (``RateLimit("2 concurrent")`` makes
+    one): a dependency with ``yield``, so FastAPI gives the slot back when it closes the
+    dependency, after the response is sent, or when the endpoint raises."""
+
+    async def __call__(  # type: ignore[override]
+        self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE
+    ) -> AsyncIterator[None]:
+        verdict = await self._check(request, response, ratelimit_user)
+        slot = None if verdict is None else verdict.slot
+        try:
+            yield
+        finally:
+            if slot is not None:
+                slot.release(False, False)
+
+
+def _in_flight(limits: Any) -> bool:
+    items = (limits,) if isinstance(limits, (str, Rule)) else tuple(limits)
+    try:
+        return any(rule.in_flight for item in items
+                   for rule in ((item,) if isinstance(item, Rule) else parse_rates(item)))
+    except (ConfigError, TypeError):
+        return False  # __init__ reports it
 
 
 def _route_name(route: Any) -> str:

@@ -21,6 +21,7 @@ from ratelimit_mw.backends.open import open_backend
 from ratelimit_mw.breaker import CircuitBreaker
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
+from ratelimit_mw.core.lease import LeaseStats, leased
 from ratelimit_mw.core.quota import Quota, make_quota
 from ratelimit_mw.core.rates import Rule, parse_rate, parse_rates, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, RateLimitExceeded
@@ -127,6 +128,9 @@ class Limiter:
         self.observer: Observer | None = None
         #: Time for intervals (overload latency samples): the injected clock, else monotonic.
         self.interval_clock: Callable[[], float] = time.monotonic if clock is None else clock
+        #: In-flight limits' lease expiries and losses (read by the metrics).
+        self.lease_stats = LeaseStats()
+        self._keeper: Any = None  # the LeaseKeeper of a remote backend, made on first use
 
     @property
     def in_process(self) -> bool:
@@ -199,7 +203,10 @@ class Limiter:
                 self._bound.clear()
                 self._checks.clear()
                 self._achecks.clear()
-            bound = self._local_check(quota) if self._local else self._remote_check(quota, mode)
+            if quota.in_flight:
+                bound = self._in_flight_check(quota, mode)
+            else:
+                bound = self._local_check(quota) if self._local else self._remote_check(quota, mode)
             self._bound[quota if default else (quota, mode)] = bound
         if default and not scope and isinstance(limits, (Quota, str)):
             self._checks[limits] = bound.check
@@ -213,6 +220,47 @@ class Limiter:
             return check(key, cost)
 
         return BoundCheck(check, acheck, quota)
+
+    def _in_flight_check(self, quota: Quota, mode: str) -> BoundCheck:
+        """The check of a quota holding an in-flight limit (``N concurrent``): an admitted
+        request's decision carries the ``lease`` to release when it ends."""
+        if self._local:
+            check = cast(MemoryBackend, self.backend).bind_leased(quota, self._clock, self.lease_stats)
+
+            async def acheck(key: str, cost: int = 1) -> Decision:
+                return check(key, cost)
+
+            return BoundCheck(check, acheck, quota)
+        from ratelimit_mw.inflight import LeaseKeeper, remote_checks
+
+        if self._keeper is None:
+            clock, pass_time = self._clock, self._pass_time
+            self._keeper = LeaseKeeper(self.backend, lambda: clock() if pass_time else None, self.lease_stats)
+        def observe(seconds: float) -> None:  # the observer of the moment (metrics may attach later)
+            if self.observer is not None:
+                self.observer.backend_call(seconds)
+
+        sync, async_ = remote_checks(
+            quota, self.backend, self.storage_keys, self._clock, self._pass_time, self.breaker, self._keeper,
+            lambda key, cost, exc: self._degraded(quota, key, cost, mode, exc), observe,
+        )
+        return BoundCheck(sync, async_, quota)
+
+    def flush_leases(self) -> None:
+        """Send the in-flight lease releases still queued now (they are otherwise sent
+        in batches by a background thread); :meth:`close` calls it."""
+        if self._keeper is not None:
+            self._keeper.flush()
+
+    async def aflush_leases(self) -> None:
+        """Async :meth:`flush_leases`; :meth:`aclose` calls it."""
+        if self._keeper is not None:
+            await self._keeper.aflush()
+
+    @property
+    def leases_held(self) -> int:
+        """Requests of this process holding in-flight leases on a remote backend now."""
+        return 0 if self._keeper is None else int(self._keeper.held)
 
     def _remote_check(self, quota: Quota, mode: str) -> BoundCheck:
         """The failure policy around a remote backend's check: the over-limit cache, the
@@ -297,6 +345,10 @@ class Limiter:
         if mode == "memory":
             if self._fallback is None:
                 self._fallback = MemoryBackend()
+            if quota.in_flight:  # the fallback's counter is given back like the backend's lease
+                decision = self._fallback.bind_leased(quota, self._clock, self.lease_stats)(key, cost)
+                marked = decision._replace(degraded=True)
+                return marked if decision.lease is None else leased(marked, decision.lease)
             return self._fallback.bind(quota, self._clock)(key, cost)._replace(degraded=True)
         rule = quota.rules[0]
         if mode == "deny":
@@ -484,11 +536,15 @@ class Limiter:
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the backend's connections."""
+        """Release the in-flight leases still held, then close the backend's connections."""
+        if self._keeper is not None and getattr(self.backend, "supports_sync", False):
+            self._keeper.close()
         if isinstance(self.backend, Backend):
             self.backend.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
+        if self._keeper is not None:
+            await self._keeper.aclose()
         if isinstance(self.backend, AsyncBackend):
             await self.backend.aclose()

@@ -42,6 +42,7 @@ __all__ = [
     "USER_KEY_UNAVAILABLE",
     "OUTBOUND_PAUSED",
     "OVERLOAD_LIMIT_CHANGED",
+    "LEASE_ERROR",
     "POLICIES_RELOADED",
     "POLICIES_RELOAD_FAILED",
     "LOGGER_NAME",
@@ -74,6 +75,8 @@ POLICIES_RELOAD_FAILED = "policies_reload_failed"
 OUTBOUND_PAUSED = "outbound_paused"
 #: An overload pool's adaptive limit changed (debounced: one line sums up the changes since the last).
 OVERLOAD_LIMIT_CHANGED = "overload_limit_changed"
+#: A batch of in-flight lease renewals or releases failed; the leases run out by themselves.
+LEASE_ERROR = "lease_error"
 
 #: Name of the logger, for structlog and for the standard ``logging`` module alike.
 LOGGER_NAME = "ratelimit_mw"

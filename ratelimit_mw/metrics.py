@@ -32,12 +32,20 @@ metric                                      type       labels
 ``ratelimit_overload_inflight``             gauge      pool, class
 ``ratelimit_overload_shed_total``           counter    pool, class, reason (limit, shadow)
 ``ratelimit_overload_limit_changes_total``  counter    pool, direction (up, down)
+``ratelimit_inflight_leases``               gauge      (none): requests holding Redis leases
+``ratelimit_inflight_lease_expired_total``  counter    (none)
+``ratelimit_inflight_lease_lost_total``     counter    (none)
 ==========================================  =========  ===============================
 
 The overload metrics (:mod:`ratelimit_mw.overload`) are read from the gates at
 scrape time, so requests pay nothing for them; like the limits they describe, they
 are per process. ``reason="shadow"`` counts requests that would have been shed
 (``mode: shadow``, or during the warm-up).
+
+The in-flight metrics (``N concurrent`` limits, :mod:`ratelimit_mw.inflight`) are read
+from the limiters at scrape time: leases this process holds on a remote backend,
+leases it failed to renew before they ran out (``expired``: it stalled, or Redis was
+unreachable), and releases or renewals that found their lease gone (``lost``).
 
 The outbound metrics count calls *to* other APIs (:mod:`ratelimit_mw.outbound`):
 ``rule`` is the outbound rule's name and ``host`` its host pattern as configured,
@@ -205,6 +213,43 @@ class _OverloadCollector(Collector):
         yield from (limit, inflight, shed, changes)
 
 
+class _LeaseCollector(Collector):
+    """Reads the attached limiters' in-flight lease counters at scrape time."""
+
+    def __init__(self, namespace: str, limiters: Callable[[], list[Any]]) -> None:
+        self._namespace = namespace
+        self._limiters = limiters
+
+    def _families(self) -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        ns = self._namespace
+        return (
+            GaugeMetricFamily(f"{ns}_inflight_leases", "Requests of this process holding in-flight leases "
+                              "on a remote backend."),
+            CounterMetricFamily(f"{ns}_inflight_lease_expired", "In-flight leases this process failed to renew "
+                                "before they ran out."),
+            CounterMetricFamily(f"{ns}_inflight_lease_lost", "In-flight lease releases or renewals that found "
+                                "the lease gone."),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        held, expired, lost = self._families()
+        totals = [0.0, 0.0, 0.0]
+        for limiter in self._limiters():
+            stats = getattr(limiter, "lease_stats", None)
+            if stats is None:
+                continue
+            totals[0] += limiter.leases_held
+            totals[1] += stats.expired
+            totals[2] += stats.lost
+        held.add_metric([], totals[0])
+        expired.add_metric([], totals[1])
+        lost.add_metric([], totals[2])
+        yield from (held, expired, lost)
+
+
 class RateLimitMetrics:
     """Prometheus implementation of the :class:`~ratelimit_mw.observe.Observer` protocol.
 
@@ -301,6 +346,8 @@ class RateLimitMetrics:
         self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
         self.overload_collector = _OverloadCollector(namespace, lambda: list(self._engines))
         reg.register(self.overload_collector)
+        self.lease_collector = _LeaseCollector(namespace, lambda: list(self._limiters))
+        reg.register(self.lease_collector)
         # Label children cached by label tuple: ``labels()`` takes a lock and
         # validates its arguments on every call; a dict hit is several times cheaper.
         self._decision_children: dict[tuple[str, str, str], Any] = {}
@@ -366,7 +413,7 @@ class RateLimitMetrics:
         for family in families:
             for metric in family.describe():
                 out.update(_sample_names(metric))
-        for collector in (self.collector, self.overload_collector):
+        for collector in (self.collector, self.overload_collector, self.lease_collector):
             for metric in collector.describe():
                 out.update(_sample_names(metric))
         return frozenset(out)

@@ -4,7 +4,8 @@ Every subject checks a limit nobody reaches (the allowed path), against 1 key an
 against 12,000 keys visited round-robin (after one warm-up pass, so the states
 exist: the steady state of 12,000 active clients). Ours gets a prepared quota, as
 the middleware passes it; the peers get their parsed limit objects, as their docs
-show. The string form (``limiter.check(key, "10/second")``) is reported as info.
+show. The string form (``limiter.check(key, "10/second")``) is reported as info, and so
+is an in-flight limit (``N concurrent``): the check plus the release of its slot.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def _ours(algorithm: str) -> Callable[[str], Any]:
 
     def call(key: str) -> Any:
         return check(key, quota)
+
+    return call
+
+
+def _ours_in_flight() -> Callable[[str], Any]:
+    """An in-flight limit nobody reaches: take the slot and give it back, as a request does."""
+    from ratelimit_mw import Limiter
+
+    limiter = Limiter("memory://")
+    quota = limiter.quota("1000000 concurrent", scope="bench")
+    check = limiter.check
+
+    def call(key: str) -> Any:
+        decision = check(key, quota)
+        decision.lease.release()
+        return decision
 
     return call
 
@@ -74,6 +91,8 @@ def run(ctx: Context) -> SectionResult:
         ("ours gcra", "ours", "", lambda: _ours("gcra")),
         ("ours token_bucket", "ours", "", lambda: _ours("token_bucket")),
         ("ours gcra, limit as a string", "info", f"limiter.check(key, {ALLOW!r})", _ours_string),
+        ("ours in-flight limit, take and give back", "info", "'1000000 concurrent': check + lease.release()",
+         _ours_in_flight),
         ("limits fixed window", "baseline", "", lambda: _limits("fixed")),
         ("limits moving window", "peer", "limit 1000/second (moving window keeps one entry per hit)",
          lambda: _limits("moving")),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from typing import Any
 
 from ratelimit_mw.backends.base import AsyncBackend, Backend
@@ -19,6 +20,7 @@ from ratelimit_mw.backends.memory_inline import factory as inline_factory
 from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, EXPIRY_FUNCTIONS, StepTuple
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.evaluate import combine, inspect
+from ratelimit_mw.core.lease import LeaseStats, LocalLease, leased
 from ratelimit_mw.core.quota import Quota
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import ConfigError
@@ -120,14 +122,18 @@ class MemoryBackend(Backend, AsyncBackend):
             self._size += 1
         states[client] = state
 
-    def _apply(self, tables: Sequence[_Table], clients: Sequence[Hashable], cost: int, now: float) -> Decision:
-        """Every rule's step, then all new states stored or none (call with the lock held)."""
+    def _apply(self, tables: Sequence[_Table], clients: Sequence[Hashable], cost: int, now: float,
+               rules: Sequence[Rule] | None = None) -> Decision:
+        """Every rule's step, then all new states stored or none (call with the lock held).
+        ``rules``: the quota's rules when they are not the tables' own (scaled variants)."""
         if now >= self._next_sweep:
             self._sweep(now)
+        if rules is None:
+            rules = [t.rule for t in tables]
         steps = []  # a loop, not a comprehension: in 3.11 that is one more frame
-        for table, client in zip(tables, clients):
-            steps.append(table.step(table.states.get(client), now, table.rule, cost))
-        decision = combine([t.rule for t in tables], steps)
+        for table, client, rule in zip(tables, clients, rules):
+            steps.append(table.step(table.states.get(client), now, rule, cost))
+        decision = combine(rules, steps)
         if decision[0] and cost:
             for table, client, step in zip(tables, clients, steps):
                 self._store(table.states, client, step[1], now)
@@ -149,18 +155,65 @@ class MemoryBackend(Backend, AsyncBackend):
             table = tables[0]
             compiled = inline_factory(table.step)
             if compiled is not None:
-                rule = table.rule
+                rule = quota.rules[0]  # the quota's own: a scaled variant shares the table of its slot
                 return compiled(self, table.states, rule, rule.capacity, (rule.name,), clock, acquire, release)
-        apply, clients = self._apply, len(tables)
+        apply, clients, rules = self._apply, len(tables), quota.rules
 
         def check(key: str, cost: int = 1) -> Decision:
             client = hash(key)
             now = clock()
             acquire()
             try:
-                return apply(tables, (client,) * clients, cost, now)
+                return apply(tables, (client,) * clients, cost, now, rules)
             finally:
                 release()
+
+        return check
+
+    def bind_leased(self, quota: Quota, clock: Callable[[], float], stats: LeaseStats | None = None) -> Check:
+        """The check of a quota holding an in-flight limit: as :meth:`bind`, and an
+        admitted request's decision is a :class:`~ratelimit_mw.core.lease.LeasedDecision`
+        whose ``lease.release()`` takes its count off again, under the same lock.
+
+        Leases here never expire: a process that dies takes its counters with it.
+        """
+        tables = tuple(self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules))
+        counters = tuple(t for t in tables if t.rule.in_flight)
+        lock, apply, clients, rules = self._lock, self._apply, len(tables), quota.rules
+
+        def give_back(client: Hashable, cost: int) -> None:
+            with lock:
+                for table in counters:
+                    count = table.states.get(client)
+                    if count is None:  # evicted (max_keys) or reset meanwhile
+                        if stats is not None:
+                            stats.lost += 1
+                        continue
+                    if count > cost:
+                        table.states[client] = count - cost
+                    else:
+                        del table.states[client]
+                        self._size -= 1
+
+        if len(tables) == 1 and self.inline and inline_factory(tables[0].step) is not None:
+            inner = self.bind(quota, clock)  # the single-rule check, compiled inline
+
+            def check_one(key: str, cost: int = 1) -> Decision:
+                decision = inner(key, cost)
+                if decision[0] and cost:
+                    return leased(decision, LocalLease(partial(give_back, hash(key), cost)))
+                return decision
+
+            return check_one
+
+        def check(key: str, cost: int = 1) -> Decision:
+            client = hash(key)
+            now = clock()
+            with lock:
+                decision = apply(tables, (client,) * clients, cost, now, rules)
+            if decision[0] and cost:
+                return leased(decision, LocalLease(partial(give_back, client, cost)))
+            return decision
 
         return check
 

@@ -41,6 +41,7 @@ from ratelimit_mw.backends.redis_channel import OrderedChannel
 from ratelimit_mw.backends.redis_connect import ClientFactory, parse_backend_url, redact_url
 from ratelimit_mw.backends.redis_direct import DirectCommands, direct_unsupported
 from ratelimit_mw.backends.redis_lua import (
+    RENEW_SCRIPT,
     Script,
     argv,
     check_args,
@@ -58,6 +59,9 @@ __all__ = ["RedisBackend", "open_redis_backend"]
 
 #: Driver failures that become BackendError (RedisClusterException is not a RedisError).
 _DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+
+#: Most async checks of in-flight limits under way at once per event loop.
+LEASED_IN_FLIGHT = 16
 
 _SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
 _ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
@@ -142,6 +146,7 @@ class RedisBackend(Backend, AsyncBackend):
         self.fast_io = fast_io
         self._min_ttl_ms = min_ttl_ms(min_ttl)
         self.coalesce = coalesce
+        self._lease_gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._coalescer: CheckCoalescer | None = None
         self._coalescer_loop: asyncio.AbstractEventLoop | None = None
         self._plans: dict[int, _Plan] = {}
@@ -296,6 +301,54 @@ class RedisBackend(Backend, AsyncBackend):
     def peek(self, keys: Sequence[str], rules: Sequence[Rule], now: float | None) -> Decision:
         args = argv("peek", keys, rules, 0, now, self._min_ttl_ms)
         return decode_peek(rules, self._run(args, script_for(tuple(rules))))
+
+    # -- in-flight limits: leases (see ratelimit_mw.inflight) --------------------------
+
+    def hit_leased(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None,
+                   token: str) -> Decision:
+        """:meth:`hit` for rules holding an in-flight limit: an admitted request's leases
+        are held by ``token`` (the same one script, never coalesced)."""
+        rule_tuple = tuple(rules)
+        args = [*argv("hit", keys, rule_tuple, cost, now, self._min_ttl_ms), token]
+        return decode_hit(rule_tuple, self._run(args, script_for(rule_tuple)))
+
+    async def ahit_leased(self, keys: Sequence[str], rules: Sequence[Rule], cost: int, now: float | None,
+                          token: str) -> Decision:
+        """Async :meth:`hit_leased`. Not coalesced (each check names its own lease), so at
+        most ``LEASED_IN_FLIGHT`` of them per event loop are under way at once: a burst
+        of requests queues here instead of opening a connection each."""
+        rule_tuple = tuple(rules)
+        args = [*argv("hit", keys, rule_tuple, cost, now, self._min_ttl_ms), token]
+        loop = asyncio.get_running_loop()
+        gate = self._lease_gate
+        if gate is None or gate[0] is not loop:
+            gate = self._lease_gate = (loop, asyncio.Semaphore(LEASED_IN_FLIGHT))
+        async with gate[1]:
+            reply = await self._arun(args, script_for(rule_tuple))
+        return decode_hit(rule_tuple, reply)
+
+    def leases(self, releases: Sequence[tuple[str, Sequence[str]]],
+               renewals: Sequence[tuple[str, float, Sequence[str]]], now: float | None) -> list[Any]:
+        """One pipeline: ``ZREM`` of each released (key, members), then the renewal
+        script per (key, lease, members). Replies in that order: members removed per
+        release, and per renewal a 1/0 list (renewed/gone)."""
+        pipe = self._sync_client().pipeline(transaction=False)
+        _lease_commands(pipe, releases, renewals, now)
+        try:
+            return list(pipe.execute())
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def aleases(self, releases: Sequence[tuple[str, Sequence[str]]],
+                      renewals: Sequence[tuple[str, float, Sequence[str]]], now: float | None) -> list[Any]:
+        """Async :meth:`leases`."""
+        client = await self._async_client()
+        pipe = client.pipeline(transaction=False)
+        _lease_commands(pipe, releases, renewals, now)
+        try:
+            return list(await pipe.execute())
+        except _DRIVER_ERRORS as exc:
+            raise _backend_error(exc) from exc
 
     def reset(self, keys: Sequence[str]) -> None:
         if not keys:
@@ -458,6 +511,15 @@ def _reset_commands(pipe: Any, keys: Sequence[str]) -> None:
         pipe.delete(key)
     for key in keys:
         pipe.hdel(*locate(key))
+
+
+def _lease_commands(pipe: Any, releases: Sequence[tuple[str, Sequence[str]]],
+                    renewals: Sequence[tuple[str, float, Sequence[str]]], now: float | None) -> None:
+    when = "" if now is None else repr(float(now))
+    for key, members in releases:
+        pipe.zrem(key, *members)
+    for key, lease, members in renewals:  # EVAL: once per renewal tick, not per request
+        pipe.execute_command("EVAL", RENEW_SCRIPT.text, 1, key, when, repr(float(lease)), *members)
 
 
 async def _aeval(call: Callable[..., Awaitable[Any]], args: list[Any], text: Script) -> Any:

@@ -32,8 +32,8 @@ from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.errors import BackendError, ConfigError
 
 __all__ = [
-    "LUA_FILES", "Script", "argv", "check_args", "decode_hit", "decode_peek", "locate", "min_ttl_ms", "rule_args",
-    "script", "script_for", "script_for_batch",
+    "LUA_FILES", "RENEW_SCRIPT", "Script", "argv", "check_args", "decode_hit", "decode_peek", "locate", "min_ttl_ms",
+    "rule_args", "script", "script_for", "script_for_batch",
 ]
 
 #: Concatenation order: helpers, the algorithm mirrors, then the dispatcher.
@@ -45,6 +45,7 @@ LUA_FILES = (
     "fixed_window.lua",  # also defines the window load/store helpers
     "sliding_window.lua",
     "sliding_log.lua",
+    "concurrency.lua",
     "check.lua",
 )
 
@@ -92,6 +93,7 @@ _NEEDS = {
     "fixed_window": ("fixed_window.lua",),
     "sliding_window": ("fixed_window.lua", "sliding_window.lua"),  # shares the window helpers
     "sliding_log": ("sliding_log.lua",),
+    "concurrency": ("concurrency.lua",),
 }
 
 
@@ -157,6 +159,10 @@ def rule_args(rules: tuple[Rule, ...]) -> tuple[str, ...]:
         a, b = _params(rule)
         out += (rule.algorithm, repr(a), repr(b))
     return tuple(out)
+
+
+#: The script that renews a process's leases on one in-flight key (``lua/renew.lua``).
+RENEW_SCRIPT = Script(resources.files("ratelimit_mw.backends").joinpath("lua").joinpath("renew.lua").read_text("utf-8"))
 
 
 def argv(

@@ -20,6 +20,7 @@ leaky_bucket        float                                  time the queue drains
 fixed_window        (window_index, count)
 sliding_window      (window_index, current, previous)      two-counter approximation
 sliding_log         tuple of timestamps                    exact, O(limit) memory
+concurrency         int                                    requests in flight
 ==================  =====================================  ==========================
 """
 
@@ -203,6 +204,20 @@ def sliding_log(state: tuple[float, ...] | None, now: float, rule: Rule, cost: i
     return (True, log, limit - count - cost, period, 0.0, period, 0.0)
 
 
+def concurrency(state: int | None, now: float, rule: Rule, cost: int) -> StepTuple:
+    """In-flight limit: the state is how many requests of the key are in flight.
+
+    Admitting adds ``cost``; the end of the response takes it off again, outside this
+    function (see :mod:`ratelimit_mw.inflight`). When a slot frees cannot be known, so
+    a denial asks the client to come back in a second.
+    """
+    count = state or 0
+    if count + cost > rule.limit:
+        return (False, state, max(rule.limit - count, 0), 1.0, 1.0, 1.0, 0.0)
+    count += cost
+    return (True, count, rule.limit - count, 0.0, 0.0, rule.period, 0.0)
+
+
 ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], StepTuple]] = {
     "gcra": gcra,
     "token_bucket": token_bucket,
@@ -210,6 +225,7 @@ ALGORITHM_FUNCTIONS: dict[str, Callable[[Any, float, Rule, int], StepTuple]] = {
     "fixed_window": fixed_window,
     "sliding_window": sliding_window,
     "sliding_log": sliding_log,
+    "concurrency": concurrency,
 }
 
 
@@ -238,6 +254,10 @@ def _expiry_log(state: Any, rule: Rule) -> float:
     return state[-1] + rule.period if state else 0.0
 
 
+def _expiry_count(state: Any, rule: Rule) -> float:
+    return math.inf if state else 0.0  # a request in flight holds its count until it ends
+
+
 #: When a stored state becomes indistinguishable from fresh, derived from the state
 #: itself, so a store needs to keep nothing but the state (one float for GCRA).
 EXPIRY_FUNCTIONS: dict[str, Callable[[Any, Rule], float]] = {
@@ -247,4 +267,5 @@ EXPIRY_FUNCTIONS: dict[str, Callable[[Any, Rule], float]] = {
     "fixed_window": _expiry_fixed,
     "sliding_window": _expiry_sliding,
     "sliding_log": _expiry_log,
+    "concurrency": _expiry_count,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ratelimit_mw.core.rates import Rule
 
@@ -44,3 +44,10 @@ class Decision(NamedTuple):
 
     def __bool__(self) -> bool:
         return self.allowed
+
+    @property
+    def lease(self) -> Any:
+        """What an admitted request of an in-flight limit (``N concurrent``) holds: call
+        ``lease.release()`` when it ends. ``None`` for every other decision (see
+        :class:`~ratelimit_mw.core.lease.LeasedDecision`)."""
+        return None

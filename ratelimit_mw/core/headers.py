@@ -92,7 +92,7 @@ class HeaderRenderer:
                 raise ConfigError(f"unknown header name key {key!r}")
             merged[canon] = value
         #: the static ``RateLimit-Policy`` value of this route
-        self.policy_value = ",".join(f"{sf_string(r.name)};q={r.capacity};w={r.window}" for r in rules)
+        self.policy_value = ",".join(_policy_item(r) for r in rules)
         draft_policy = ", ".join(f"{r.capacity};w={r.window}" for r in rules)
         families = ("x-ratelimit" in styles, "ietf" in styles, "draft03" in styles, reset == "epoch")
         self.render: Render = _compile(merged, rules, self.policy_value, draft_policy, str, families, wall_clock)
@@ -101,6 +101,14 @@ class HeaderRenderer:
             raw_names, rules, self.policy_value, draft_policy, _latin1, families, wall_clock
         )
         self.raw_names: frozenset[bytes] = frozenset(raw_names.values())
+
+
+def _policy_item(rule: Rule) -> str:
+    """One ``RateLimit-Policy`` item: an in-flight limit counts requests in flight
+    (quota unit ``concurrent-requests``) and has no window."""
+    if rule.in_flight:
+        return f'{sf_string(rule.name)};q={rule.capacity};qu="concurrent-requests"'
+    return f"{sf_string(rule.name)};q={rule.capacity};w={rule.window}"
 
 
 def _compile(

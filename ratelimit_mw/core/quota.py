@@ -35,6 +35,11 @@ class Quota:
     scope: str
     slots: tuple[str, ...]
 
+    @property
+    def in_flight(self) -> bool:
+        """It holds an in-flight limit (``N concurrent``): admitted checks hold a lease."""
+        return any(rule.in_flight for rule in self.rules)
+
 
 def _slot_id(scope: str, rule: Rule) -> str:
     """7 characters (42 bits) naming one (scope, rule): short keys save Redis memory

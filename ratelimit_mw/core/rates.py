@@ -16,6 +16,11 @@ several limits in one string, as in the ``limits`` library and flask-limiter
 
     1/second;5/minute   10/second, 1000/day   10/second; burst=40; 500/hour
 
+an in-flight limit (at most N requests of a key at once; ``lease`` is how long a
+slot outlives a worker that died holding it, on Redis; 30 s unless set)::
+
+    5 concurrent   5 concurrent; lease=15s
+
 and the mapping form ``{limit: 100, period: 60, burst: 150}`` (aliases from older
 configs: ``requests``, ``window``/``window_size``/``window_seconds``, ``burst_size``,
 ``requests_per_second``).
@@ -39,7 +44,9 @@ __all__ = [
     "ALGORITHMS",
     "BUCKET_ALGORITHMS",
     "DEFAULT_ALGORITHM",
+    "DEFAULT_LEASE",
     "Rule",
+    "concurrent_rule",
     "parse_duration",
     "parse_rate",
     "parse_rates",
@@ -54,6 +61,11 @@ ALGORITHMS = (
     "sliding_window",
     "sliding_log",
 )
+#: The algorithm of an in-flight limit (``N concurrent``); not a rate algorithm, so not
+#: in :data:`ALGORITHMS` (a policy's ``algorithm:`` cannot name it).
+IN_FLIGHT = "concurrency"
+#: An in-flight limit's lease unless ``lease=`` sets one.
+DEFAULT_LEASE = 30.0
 #: Algorithms whose capacity (``burst``) may differ from the per-period limit.
 BUCKET_ALGORITHMS = frozenset({"gcra", "token_bucket", "leaky_bucket"})
 DEFAULT_ALGORITHM = "gcra"
@@ -77,6 +89,8 @@ _RATE_RE = re.compile(
 _DURATION_RE = re.compile(r"^\s*(?P<count>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 _PERIOD_NAMES = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day", 604800.0: "week"}
 _RATE_OPTIONS = ("algorithm", "burst", "burst_multiplier", "max_delay", "name")
+_CONCURRENT_RE = re.compile(r"^\s*(?P<limit>\d+)\s*concurrent\s*$", re.IGNORECASE)
+_CONCURRENT_OPTIONS = ("lease", "name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +100,12 @@ class Rule:
     Derived values are computed once here so the per-request maths is a handful of
     float operations.
 
+    An in-flight limit (``"5 concurrent"``) is ``algorithm="concurrency"`` with
+    ``limit`` the most requests in flight and ``period`` its lease in seconds.
+
     Attributes:
-        limit: requests per period.
-        period: period in seconds.
+        limit: requests per period (in flight, for ``concurrency``).
+        period: period in seconds (the lease, for ``concurrency``).
         burst: bucket capacity (``limit`` unless set; ignored by window algorithms).
         algorithm: one of :data:`ALGORITHMS`.
         max_delay: leaky bucket only: the longest a request may be delayed.
@@ -123,7 +140,7 @@ class Rule:
             raise ConfigError(f"limit must be a whole number >= 1, got {self.limit!r}")
         if not isinstance(self.period, (int, float)) or not math.isfinite(self.period) or self.period <= 0:
             raise ConfigError(f"period must be a positive number of seconds, got {self.period!r}")
-        if self.algorithm not in ALGORITHMS:
+        if self.algorithm not in ALGORITHMS and self.algorithm != "concurrency":
             raise ConfigError(
                 f"unknown algorithm {self.algorithm!r}; expected one of {', '.join(ALGORITHMS)}"
             )
@@ -164,13 +181,20 @@ class Rule:
         object.__setattr__(self, "tolerance", tolerance)
         object.__setattr__(self, "window", max(window, 1))
         if not self.name:
-            object.__setattr__(self, "name", _default_name(self.limit, period))
+            object.__setattr__(self, "name", _default_name(self.limit, period, self.algorithm))
         signature = f"{self.algorithm}:{self.limit}/{period:g}:{burst}"
         if self.algorithm == "leaky_bucket":
             signature += f":{tolerance:g}"
         object.__setattr__(self, "signature", signature)
 
+    @property
+    def in_flight(self) -> bool:
+        """An in-flight limit (``N concurrent``): its slots are given back when responses end."""
+        return self.algorithm == "concurrency"
+
     def __str__(self) -> str:
+        if self.algorithm == "concurrency":
+            return f"{self.limit} concurrent; lease={self.period:g}s"
         text = f"{self.limit}/{_period_text(self.period)}"
         if self.algorithm in BUCKET_ALGORITHMS and self.burst != self.limit:
             text += f"; burst={self.burst}"
@@ -182,8 +206,35 @@ def _period_text(period: float) -> str:
     return name if name else f"{period:g}s"
 
 
-def _default_name(limit: int, period: float) -> str:
+def _default_name(limit: int, period: float, algorithm: str = DEFAULT_ALGORITHM) -> str:
+    if algorithm == "concurrency":
+        return f"{limit}-concurrent"
     return f"{limit}-per-{_period_text(period)}"
+
+
+def _concurrent(text: str, limit: int, tail: str) -> Rule:
+    """``N concurrent; lease=15s; name=x``: an in-flight limit."""
+    options: dict[str, str] = {}
+    for part in re.split(r"[;,]", tail):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _CONCURRENT_OPTIONS:
+            raise ConfigError(
+                f"invalid option {part.strip()!r} in {text!r}; an in-flight limit takes: "
+                f"{', '.join(_CONCURRENT_OPTIONS)}"
+            )
+        options[key] = value.strip()
+    return concurrent_rule(limit, options.get("lease"), options.get("name") or "")
+
+
+def concurrent_rule(limit: Any, lease: Any = None, name: str = "") -> Rule:
+    """An in-flight limit of ``limit`` requests, each slot leased for ``lease`` (30 s)."""
+    seconds = DEFAULT_LEASE if lease is None else parse_duration(lease, what="lease")
+    if seconds < 1:
+        raise ConfigError(f"lease must be at least 1 second, got {lease!r}")
+    return Rule(limit=_positive_int(limit, "an in-flight limit"), period=seconds, algorithm="concurrency", name=name)
 
 
 def parse_duration(value: Any, *, what: str = "duration") -> float:
@@ -222,6 +273,9 @@ def _build(
     algorithm: str | None,
 ) -> Rule:
     algo = str(options.get("algorithm") or algorithm or DEFAULT_ALGORITHM)
+    if algo == "concurrency":
+        raise ConfigError("an in-flight limit is written 'N concurrent' (e.g. '5 concurrent; lease=15s'), "
+                          "not a rate with algorithm=concurrency")
     burst = 0
     if options.get("burst") is not None:
         burst = _positive_int(options["burst"], "burst")
@@ -260,6 +314,9 @@ def parse_rate(text: str, algorithm: str | None = None) -> Rule:
     if not isinstance(text, str):
         raise ConfigError(f"a rate must be a string such as '10/second', got {text!r}")
     head, _, tail = text.partition(";")
+    concurrent = _CONCURRENT_RE.match(head)
+    if concurrent:
+        return _concurrent(text, int(concurrent.group("limit")), tail)
     match = _RATE_RE.match(head)
     if not match:
         raise ConfigError(
@@ -340,7 +397,13 @@ _MAPPING_ALIASES = {
 
 
 def rule_from_mapping(data: Mapping[str, Any], algorithm: str | None = None) -> Rule:
-    """Build a :class:`Rule` from ``{limit: 100, period: 60, burst: 150}`` and aliases."""
+    """Build a :class:`Rule` from ``{limit: 100, period: 60, burst: 150}`` and aliases,
+    or an in-flight limit from ``{concurrent: 5, lease: 15s}``."""
+    if "concurrent" in data:
+        extra = set(map(str, data)) - {"concurrent", "lease", "name"}
+        if extra:
+            raise ConfigError(f"an in-flight limit takes concurrent, lease and name, not {', '.join(sorted(extra))}")
+        return concurrent_rule(data["concurrent"], data.get("lease"), str(data.get("name") or ""))
     norm: dict[str, Any] = {}
     for key, value in data.items():
         canon = _MAPPING_ALIASES.get(str(key))

@@ -15,7 +15,7 @@ backend, headers, metrics and admin API. See the Flask guide in the docs.
 """
 
 from ratelimit_mw.flask.access import FLASK_REQUEST
-from ratelimit_mw.flask.exceptions import RateLimitExceeded
+from ratelimit_mw.flask.exceptions import Overloaded, RateLimitExceeded
 from ratelimit_mw.flask.extension import EXTENSION, AppLimits, RateLimiter
 
-__all__ = ["EXTENSION", "FLASK_REQUEST", "AppLimits", "RateLimitExceeded", "RateLimiter"]
+__all__ = ["EXTENSION", "FLASK_REQUEST", "AppLimits", "Overloaded", "RateLimitExceeded", "RateLimiter"]

@@ -1,16 +1,19 @@
-"""The 429 a Flask view sees: a ``TooManyRequests`` carrying the decision.
+"""The 429 a Flask view sees (a ``TooManyRequests`` carrying the decision), and the
+503 of a request shed by overload protection (a ``ServiceUnavailable``).
 
 Raised by the extension's ``before_request`` hook, so ``@app.errorhandler(429)``
-(or ``errorhandler(TooManyRequests)``) renders it like any HTTP error; with no
-handler, its response is the policy set's problem+json 429. The rate-limit headers
-are added by the ``after_request`` hook either way, so a custom page keeps them.
+(or ``errorhandler(TooManyRequests)``) renders a denial like any HTTP error, and
+``errorhandler(503)`` a shed one: each has its own class, so a 429 page never
+answers a shed. With no handler, the response is the policy set's problem+json 429,
+or the 503 problem. The rate-limit headers are added by the ``after_request`` hook
+either way, so a custom page keeps them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from werkzeug.wrappers import Response
 
 from ratelimit_mw.core.headers import retry_after_seconds
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from ratelimit_mw.core.decision import Decision
     from ratelimit_mw.engine import Engine, Verdict
 
-__all__ = ["RateLimitExceeded"]
+__all__ = ["Overloaded", "RateLimitExceeded"]
 
 
 class RateLimitExceeded(TooManyRequests):
@@ -47,5 +50,33 @@ class RateLimitExceeded(TooManyRequests):
 
     def get_response(self, environ: Any = None, scope: Any = None) -> Response:
         """The policy set's 429: status, problem+json body (or its template), headers."""
+        rejection = self.engine.rejection(self.verdict)
+        return Response(rejection.body, status=rejection.status, headers=rejection.headers)
+
+
+class Overloaded(ServiceUnavailable):
+    """A request shed by overload protection (``overload:``): 503, not 429.
+
+    Attributes:
+        verdict: the shed verdict (its ``slot`` is the pre-built 503 answer).
+        decision: its :class:`~ratelimit_mw.Decision`.
+        headers: the rate-limit headers (none for a shed: the app's limits were not checked).
+    """
+
+    def __init__(self, verdict: Verdict, engine: Engine) -> None:
+        self.verdict = verdict
+        self.engine = engine
+        super().__init__("The service is overloaded; retry later.")
+
+    @property
+    def decision(self) -> Decision:
+        return self.verdict.decision
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return list(self.verdict.headers)
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
+        """The 503 problem: status, problem+json body, no-store, a jittered Retry-After."""
         rejection = self.engine.rejection(self.verdict)
         return Response(rejection.body, status=rejection.status, headers=rejection.headers)

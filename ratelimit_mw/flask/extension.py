@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, g, request
 
 from ratelimit_mw import log
+from ratelimit_mw.core.lease import Slots
 from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine, env_enabled
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
@@ -44,7 +45,7 @@ from ratelimit_mw.flask.declarations import (
     normalise_key,
     view_name,
 )
-from ratelimit_mw.flask.exceptions import RateLimitExceeded
+from ratelimit_mw.flask.exceptions import Overloaded, RateLimitExceeded
 
 __all__ = ["EXTENSION", "RateLimiter"]
 
@@ -166,12 +167,15 @@ class AppLimits:
             return best
         if verdict is None:
             return best
-        if verdict.reject:  # a shed request (overload) answers 503 through the same exception
+        if verdict.reject:
             setattr(store, G_DECISION, verdict.decision)
             setattr(store, _G_HEADERS, verdict.headers)
+            if verdict.slot is not None:  # shed by overload protection: a 503, not a 429
+                raise Overloaded(verdict, self.engine)
             raise RateLimitExceeded(verdict, self.engine)
-        if verdict.slot is not None:
-            setattr(store, _G_SLOT, verdict.slot)
+        if verdict.slot is not None:  # an overload slot or an in-flight lease; keep every one taken
+            held = getattr(store, _G_SLOT, None)
+            setattr(store, _G_SLOT, verdict.slot if held is None else Slots(held, verdict.slot))
         if verdict.delay > 0:
             self._sleep(verdict.delay)
         if best is None or _stricter(verdict, best):

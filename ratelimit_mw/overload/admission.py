@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.keys import Access
+from ratelimit_mw.core.lease import Slots
 from ratelimit_mw.core.problem import TEMPORARY_REDUCED_CAPACITY, Rejection, problem
 from ratelimit_mw.overload.gate import LimitChange, OverloadGate, Ticket
+from ratelimit_mw.overload.scaling import level
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.policy.overload import DEFAULT_POOL, OverloadSpec
 from ratelimit_mw.types import Message, Receive, Scope, Send
@@ -168,8 +170,11 @@ class Overload:
 
         return report
 
-    def guard(self, route: Route, plan: Any, access: Access, priority_key: Any, raw: bool) -> GuardedPlan:
-        """``plan`` (or nothing, for a route without limits) behind its pool's gate."""
+    def guard(self, route: Route, plan: Any, access: Access, priority_key: Any, raw: bool,
+              ladder: tuple[Any, ...] | None = None) -> GuardedPlan:
+        """``plan`` (or nothing, for a route without limits) behind its pool's gate; with
+        ``scale_rates:``, ``ladder`` holds the route's plans per scale factor (the first
+        is ``plan``), see :mod:`ratelimit_mw.overload.scaling`."""
         if route.priority is not None:
             fixed = self.classes[route.priority]
             classify: Callable[[Any], int] = lambda source: fixed  # noqa: E731
@@ -179,7 +184,7 @@ class Overload:
             default = self.default
             classify = lambda source: default  # noqa: E731
         gate = self.gates[route.pool or DEFAULT_POOL]
-        return GuardedPlan(self, route, plan, gate, classify, Shed(self.answers, raw))
+        return GuardedPlan(self, route, plan, gate, classify, Shed(self.answers, raw), ladder)
 
     def _classifier(self, read: Callable[[Any], str]) -> Callable[[Any], int]:
         """The class named by the key's value (the part after its last ``:``); an
@@ -203,13 +208,15 @@ class GuardedPlan:
     """A route's plan behind its pool's gate: classify, acquire, then the route's check.
 
     A request the route's own limits reject gives its slot back at once (no sample:
-    the app never ran); an admitted one carries the slot in ``verdict.slot``.
+    the app never ran); an admitted one carries the slot in ``verdict.slot``. With a
+    ``ladder`` (``scale_rates:``), the route's plan is the one of the pool's current
+    scale factor.
     """
 
-    __slots__ = ("clock", "classify", "gate", "overload", "plan", "route", "shed", "verdict")
+    __slots__ = ("clock", "classify", "gate", "ladder", "maximum", "overload", "plan", "route", "shed", "verdict")
 
     def __init__(self, overload: Overload, route: Route, plan: Any, gate: OverloadGate,
-                 classify: Callable[[Any], int], shed: Shed) -> None:
+                 classify: Callable[[Any], int], shed: Shed, ladder: tuple[Any, ...] | None = None) -> None:
         self.overload = overload
         self.route = route
         self.plan = plan
@@ -218,6 +225,12 @@ class GuardedPlan:
         self.shed = shed
         self.clock = overload.clock
         self.verdict: type[Verdict] = overload.verdict
+        self.ladder = ladder if ladder is not None and len(ladder) > 1 else None
+        self.maximum = gate.config.max
+
+    def _plan(self) -> Any:
+        ladder = self.ladder
+        return self.plan if ladder is None else ladder[level(self.gate.limit, self.maximum, len(ladder))]
 
     def _after(self, slot: Slot, verdict: Verdict | None) -> Verdict | None:
         if verdict is None:  # a CORS preflight the route does not count
@@ -226,17 +239,19 @@ class GuardedPlan:
         if verdict.reject:
             slot.release(False, False)
             return verdict
-        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], slot))  # type: ignore[no-any-return]
+        held: Any = slot if verdict[5] is None else Slots(slot, verdict[5])  # the route's in-flight lease too
+        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], held))  # type: ignore[no-any-return]
 
     def decide(self, source: Any) -> Verdict | None:
         ticket = self.gate.acquire(self.classify(source), self.clock())
         if ticket is None:
             return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
         slot = Slot(self.gate, ticket, self.clock)
-        if self.plan is None:
+        plan = self._plan()
+        if plan is None:
             return self.verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
         try:
-            verdict = self.plan.decide(source)
+            verdict = plan.decide(source)
         except BaseException:
             slot.release(False, False)
             raise
@@ -247,10 +262,11 @@ class GuardedPlan:
         if ticket is None:
             return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
         slot = Slot(self.gate, ticket, self.clock)
-        if self.plan is None:
+        plan = self._plan()
+        if plan is None:
             return self.verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
         try:
-            verdict = await self.plan.adecide(source)
+            verdict = await plan.adecide(source)
         except BaseException:
             slot.release(False, False)
             raise

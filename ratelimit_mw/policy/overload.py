@@ -28,7 +28,8 @@ __all__ = ["CONTROLLER_FIELDS", "DEFAULT_POOL", "MODES", "OVERLOAD_FIELDS", "Ove
 
 #: Fields of ``overload:`` (and of each pool under ``pools:``) that shape a controller.
 CONTROLLER_FIELDS = ("algorithm", "initial", "min", "max", "latency_target", "warmup", "window", "mode")
-OVERLOAD_FIELDS = (*CONTROLLER_FIELDS, "priorities", "default_priority", "priority_from", "pools", "retry_after")
+OVERLOAD_FIELDS = (*CONTROLLER_FIELDS, "priorities", "default_priority", "priority_from", "pools", "retry_after",
+                   "scale_rates")
 MODES = ("enforce", "shadow")
 #: The pool of every route that names none.
 DEFAULT_POOL = "default"
@@ -47,6 +48,8 @@ class OverloadSpec:
         default_priority: the class of a request nothing else classifies.
         priority_from: a key spec (as written) whose value names the class, or ``None``.
         retry_after: a shed request's ``Retry-After`` is drawn from 1 to this many seconds.
+        scale_floor: with ``scale_rates:``, the lowest factor the routes' rate limits are
+            scaled by (their pool's limit over its ``max``); ``None``: rates are not scaled.
     """
 
     pools: Mapping[str, ControllerConfig]
@@ -57,6 +60,7 @@ class OverloadSpec:
     priority_from: str | tuple[str, ...] | None = None
     retry_after: int = 5
     lines: Mapping[str, int | None] = field(default_factory=dict, compare=False)
+    scale_floor: float | None = None
 
 
 def _number(check: Checker, value: Any, path: FieldPath, what: str, low: float) -> float:
@@ -142,8 +146,24 @@ def parse_overload_section(check: Checker, value: Any, path: FieldPath) -> Overl
         source = check.key_spec(body["priority_from"], (*path, "priority_from"))
     retry = check.integer(body["retry_after"], (*path, "retry_after"), "retry_after", 1, 3600) \
         if "retry_after" in body else 5
+    floor = _scale_floor(check, body["scale_rates"], (*path, "scale_rates")) if "scale_rates" in body else None
     return OverloadSpec(
         pools=MappingProxyType(pools), modes=MappingProxyType(modes), priorities=tuple(ordered),
         shares=tuple(priorities[n] for n in ordered), default_priority=default, priority_from=source,
-        retry_after=retry, lines={"overload": check.line(path)},
+        retry_after=retry, lines={"overload": check.line(path)}, scale_floor=floor,
     )
+
+
+def _scale_floor(check: Checker, value: Any, path: FieldPath) -> float | None:
+    """``scale_rates: 0.25`` or ``scale_rates: {floor: 0.25}``: the lowest scale factor;
+    ``scale_rates: false`` turns scaling off."""
+    if value is False:
+        return None
+    if isinstance(value, Mapping):
+        body = check.fields(value, path, ("floor",), "scale_rates")
+        if "floor" not in body:
+            check.fail(path, "scale_rates needs a floor, e.g. scale_rates: {floor: 0.25}")
+        value, path = body["floor"], (*path, "floor")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        check.fail(path, f"the scale_rates floor must be a number in (0, 1], got {value!r}")
+    return float(value)

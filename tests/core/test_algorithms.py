@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from ratelimit_mw.core.algorithms import ALGORITHM_FUNCTIONS, step
-from ratelimit_mw.core.rates import Rule, parse_rate
+from ratelimit_mw.core.algorithms import step
+from ratelimit_mw.core.rates import ALGORITHMS, Rule, parse_rate
 
 T0 = 1_000_000.0
 
@@ -158,7 +158,7 @@ def test_leaky_bucket_without_max_delay_is_strict() -> None:
     assert step(s.state, T0 + 0.5, rule, 1).allowed
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHM_FUNCTIONS))
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))  # the rate algorithms
 def test_denied_step_keeps_state(algorithm: str) -> None:
     rule = parse_rate("1/second", algorithm)
     first = step(None, T0, rule, 1)
@@ -169,7 +169,7 @@ def test_denied_step_keeps_state(algorithm: str) -> None:
     assert math.isfinite(second.retry_after)
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHM_FUNCTIONS))
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))  # the rate algorithms
 def test_state_is_fresh_after_ttl(algorithm: str) -> None:
     rule = parse_rate("5/second", algorithm)
     s = step(None, T0, rule, 3)

@@ -253,3 +253,21 @@ def test_overload_slots_go_back_when_the_response_is_closed(clock: FakeClock) ->
         answers = [alice.get(path) for path in ("/reports", "/reports", "/search", "/search", "/reports")]
         assert [a.status_code for a in answers] == [200] * 5
         assert answers[2].json()["remaining"] == 2
+
+
+IN_FLIGHT = """
+version: 1
+defaults: {key: [user, ip]}
+routes:
+  - match: "GET /reports"
+    limits: ["1 concurrent", "100/minute"]
+"""
+
+
+def test_in_flight_slots_go_back_when_the_response_is_closed(clock: FakeClock) -> None:
+    with project_settings(clock, RATELIMIT_POLICIES=IN_FLIGHT):
+        alice = client_for("alice")
+        # one of alice's requests in flight at most: each one's slot must come back for the next
+        answers = [alice.get("/reports") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200] * 3
+        assert 'qu="concurrent-requests"' in answers[0]["RateLimit-Policy"]

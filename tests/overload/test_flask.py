@@ -7,8 +7,9 @@ import json
 from collections.abc import Iterator
 
 from flask import Flask, Response, stream_with_context
+from werkzeug.exceptions import ServiceUnavailable
 
-from ratelimit_mw.flask import EXTENSION, RateLimiter
+from ratelimit_mw.flask import EXTENSION, Overloaded, RateLimiter
 
 POLICIES = """
 version: 1
@@ -76,3 +77,40 @@ def test_flask_releases_on_close_and_at_teardown_and_sheds_with_503() -> None:
     failed.close()
     assert failed.status_code == 500
     assert inflight(app) == 0
+
+
+def test_a_shed_is_a_503_exception_that_an_errorhandler_429_does_not_catch() -> None:
+    app, _ = make_app()
+    caught: list[str] = []
+
+    @app.errorhandler(429)
+    def too_many(exc: Exception) -> tuple[str, int]:
+        caught.append("429")
+        return "slow down", 429
+
+    @app.errorhandler(503)
+    def unavailable(exc: Exception) -> tuple[str, int, dict[str, str]]:
+        assert isinstance(exc, Overloaded) and isinstance(exc, ServiceUnavailable)
+        assert not exc.verdict.decision.allowed
+        caught.append("503")
+        return "overloaded", 503, {"Retry-After": "1"}
+
+    client = app.test_client()
+    held = client.get("/stream", buffered=False)  # the only slot
+    shed = client.get("/ok")
+    shed.close()
+    held.close()
+    assert caught == ["503"]
+    assert shed.status_code == 503 and shed.data == b"overloaded"
+    assert inflight(app) == 0
+
+
+def test_a_shed_without_a_handler_keeps_the_problem_answer() -> None:
+    app, _ = make_app()
+    client = app.test_client()
+    held = client.get("/stream", buffered=False)
+    shed = client.get("/ok")
+    shed.close()
+    held.close()
+    assert shed.status_code == 503
+    assert shed.headers["Content-Type"].startswith("application/problem+json")

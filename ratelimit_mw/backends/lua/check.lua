@@ -8,6 +8,7 @@
 -- ARGV[3]   cost (hit only)
 -- ARGV[4]   min_ttl in milliseconds (the backend's floor for key TTLs)
 -- ARGV[5 + 3(i-1) ..] per rule: algorithm name, parameter a, parameter b
+-- ARGV[5 + 3n]  the lease token, when a rule is an in-flight limit (never batched)
 --
 -- Reply, per rule: allowed (1/0), remaining, reset_after, retry_after, delay;
 -- for 'peek', the cost-0 step then the cost-1 step (ratelimit_mw.core.evaluate.inspect).
@@ -75,7 +76,7 @@ end
 
 -- A hit of one rule on one key: the common case, without the tables run() builds.
 local function hit_one(algo, key, now, a, b, cost, min_ms)
-  local ok, state, remaining, reset_after, retry_after, ttl, delay = algo.step(algo.load(key), now, a, b, cost)
+  local ok, state, remaining, reset_after, retry_after, ttl, delay = algo.step(algo.load(key, now), now, a, b, cost)
   if ok and cost ~= 0 then
     algo.store(key, state, ttl, min_ms, now, a, b)
   end
@@ -91,7 +92,7 @@ local function run(h, k0)
   end
   local states = {}
   for i = 1, n do
-    states[i] = algos[i].load(KEYS[k0 + i])
+    states[i] = algos[i].load(KEYS[k0 + i], now)
   end
   local out = {}
   if h.mode == 'peek' then
@@ -126,10 +127,12 @@ if ARGV[1] == 'hit' and #KEYS == 1 then
   if algo == nil then
     return redis.error_reply('ratelimit: unknown algorithm ' .. tostring(ARGV[5]))
   end
+  LEASE_TOKEN, LEASE_COST = ARGV[8], tonumber(ARGV[3])
   return hit_one(algo, KEYS[1], clock(ARGV[2]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[3]),
     tonumber(ARGV[4]))
 end
 if ARGV[1] ~= 'batch' then
+  LEASE_TOKEN, LEASE_COST = ARGV[5 + 3 * #KEYS], tonumber(ARGV[3])
   local h, err = head(#KEYS, 0)
   if h == nil then
     return err

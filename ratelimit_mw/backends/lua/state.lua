@@ -18,6 +18,11 @@ local sub = string.sub
 -- Every algorithm registers {step, load, store} here under its Python name.
 local ALGORITHMS = {}
 
+-- The holder of the leases a hit of an in-flight limit takes, and how many it takes
+-- (set by check.lua from ARGV; read by concurrency.lua's store).
+local LEASE_TOKEN = nil
+local LEASE_COST = 1
+
 -- A time is stored as the integer number of 2^-22 s when that is exact, which it
 -- is for every time after 2004 (a double >= 2^30 has no bits below 2^-22): Redis
 -- keeps a decimal integer of up to 20 digits inside the object header (encoding

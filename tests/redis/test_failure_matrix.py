@@ -317,8 +317,10 @@ def test_cluster_master_failover(replicated_cluster: RedisCluster, fault_name: s
         fault = Fault(master.kill, lambda: _wait_role(replica, "master"))
     elif fault_name == "master-paused-sigstop":
         # stopped longer than the node timeout: the cluster promotes the replica, and the
-        # old master, resumed, rejoins as its replica
-        fault = Fault(master.pause, lambda: (_wait_role(replica, "master"), master.resume()))
+        # old master, resumed, rejoins as its replica; the fault has cleared once it has
+        # (until then it may still answer for its old slots, and a check may fail once)
+        fault = Fault(master.pause, lambda: (_wait_role(replica, "master"), master.resume(),
+                                             _wait_role(master, "slave")))
     elif fault_name == "master-slowed-client-pause":
         # CLIENT PAUSE stops clients, not the cluster bus: no failover, the same master answers late
         fault = Fault(lambda: master.command("CLIENT", "PAUSE", 1500, "ALL"), lambda: time.sleep(1.6))

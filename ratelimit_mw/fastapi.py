@@ -164,6 +164,9 @@ class RateLimit:
         #: per engine (weakly: tests build many): its router for dependencies, and the names declared
         self._engines: weakref.WeakKeyDictionary[Engine, tuple[Router, set[str]]] = weakref.WeakKeyDictionary()
         self._by_app: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
+        #: (id(app), route path, endpoint) -> (the app, weakly; engine, router, route name):
+        #: one lookup per request; an entry whose app is gone (its id reused) is replaced
+        self._routes: dict[tuple[int, Any, Any], tuple[Callable[[], Any], Engine, Router, str]] = {}
         parameters = [
             inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
             inspect.Parameter("response", inspect.Parameter.KEYWORD_ONLY, annotation=Response),
@@ -217,19 +220,33 @@ class RateLimit:
             cls = InFlightRateLimit
         return object.__new__(cls)
 
-    async def __call__(self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE) -> None:
-        await self._check(request, response, ratelimit_user)
-
-    async def _check(self, request: Request, response: Response, ratelimit_user: Any) -> Verdict | None:
-        """Decide; raise the 429; add the headers. The admitted verdict, or ``None``."""
-        scope = request.scope
-        engine = self.engine or self._by_app.get(scope.get("app")) or self._find(request)
+    def _resolve(self, request: Request, ident: tuple[int, Any, Any],
+                 app: Any) -> tuple[Callable[[], Any], Engine, Router, str]:
+        """Find the engine and name of a request's (app, route), and declare the route, once."""
+        engine = self.engine or self._by_app.get(app) or self._find(request)
         name = self.route_name(request)
         known = self._engines.get(engine)
         if known is None or name not in known[1]:
             self.declare(engine, name)
             known = self._engines[engine]
-        plan = known[0].named(name)
+        if len(self._routes) >= 4096:  # bounded, whatever the app does
+            self._routes.clear()
+        app_ref: Callable[[], Any] = weakref.ref(app) if app is not None else _no_app
+        entry = self._routes[ident] = (app_ref, engine, known[0], name)
+        return entry
+
+    async def __call__(self, *, request: Request, response: Response,
+                       ratelimit_user: Any = _NO_VALUE) -> Verdict | None:
+        """Decide; raise the 429; add the headers. The admitted verdict, or ``None``."""
+        scope = request.scope
+        app, route = scope.get("app"), scope.get("route")
+        # FastAPI may hand out a fresh route object per request: key by what names it
+        ident = (id(app), getattr(route, "path", None), getattr(route, "endpoint", None))
+        entry = self._routes.get(ident)
+        if entry is None or entry[0]() is not app:
+            entry = self._resolve(request, ident, app)
+        _, engine, router, name = entry
+        plan = router.named(name)
         state = request.state
         if plan is None:  # RATELIMIT_ENABLED is off
             state.ratelimit = None
@@ -271,7 +288,7 @@ class InFlightRateLimit(RateLimit):
     async def __call__(  # type: ignore[override]
         self, *, request: Request, response: Response, ratelimit_user: Any = _NO_VALUE
     ) -> AsyncIterator[None]:
-        verdict = await self._check(request, response, ratelimit_user)
+        verdict = await RateLimit.__call__(self, request=request, response=response, ratelimit_user=ratelimit_user)
         slot = None if verdict is None else verdict.slot
         try:
             yield
@@ -287,6 +304,10 @@ def _in_flight(limits: Any) -> bool:
                    for rule in ((item,) if isinstance(item, Rule) else parse_rates(item)))
     except (ConfigError, TypeError):
         return False  # __init__ reports it
+
+
+def _no_app() -> None:
+    return None
 
 
 def _route_name(route: Any) -> str:

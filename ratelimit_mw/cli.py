@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="ratelimit-mw", description="Inspect ratelimit_mw policies and usage.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--app-dir", default=".", metavar="DIR",
+                        help="directory the policies' call: specs and --app import from (default: the current one)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="validate a policy file and print its route table")
@@ -344,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments without the program name (default: ``sys.argv[1:]``).
     """
     args = _parser().parse_args(argv)
+    # As uvicorn's --app-dir: a console script's sys.path lacks the current directory,
+    # and the project's own modules (call: specs, --app) must import as they do in the app.
+    app_dir = os.path.abspath(args.app_dir)
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
     handler = {"check": _cmd_check, "explain": _cmd_explain, "usage": _cmd_usage}[args.command]
     try:
         return handler(args)

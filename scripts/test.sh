@@ -85,6 +85,9 @@ if [ "$#" -eq 0 ]; then
     cat "$work/pip.log" >&2; echo "installing the wheel in a fresh virtualenv failed" >&2; exit 1
   fi
   cp policies.example.yaml "$work/policies.example.yaml"
+  # the example's plan resolver and exempt_when name examples/billing.py, as a project's
+  # own module: the CLI imports it from the current directory (--app-dir)
+  mkdir -p "$work/examples" && cp examples/__init__.py examples/billing.py "$work/examples/"
   root=$(pwd)
   (cd "$work" && "$work/venv/bin/python" -I "$root/tests/package/smoke_installed.py" policies.example.yaml)
 fi

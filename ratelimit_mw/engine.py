@@ -34,7 +34,8 @@ from ratelimit_mw.plans import ExemptWhen, PlanSwitch
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.types import RequestView
 
-__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine", "env_enabled"]
+__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine", "env_enabled",
+           "parse_enabled"]
 
 #: Most (method, path) -> plan answers remembered per router; past it the cache
 #: starts over, so a scan of random paths costs memory for at most this many entries.
@@ -606,17 +607,25 @@ _ON = frozenset({"", "true", "1", "yes", "on"})
 
 
 def env_enabled(environ: Any) -> bool:
-    """``RATELIMIT_ENABLED`` from ``environ``: true unless ``false``/``0``/``no``/``off``.
+    """``RATELIMIT_ENABLED`` from ``environ`` (see :func:`parse_enabled`); unset: true."""
+    return parse_enabled(environ.get("RATELIMIT_ENABLED", ""))
+
+
+def parse_enabled(value: Any) -> bool:
+    """``RATELIMIT_ENABLED`` as a variable or a framework setting: a bool, or text (or 1/0)
+    that is true unless ``false``/``0``/``no``/``off``.
 
     Raises:
         ConfigError: any other value (a typo must not silently disable limiting).
     """
-    raw = str(environ.get("RATELIMIT_ENABLED", "")).strip().lower()
+    if isinstance(value, bool):
+        return value
+    raw = str(value).strip().lower() if isinstance(value, (str, int)) else None
     if raw in _OFF:
         return False
     if raw in _ON:
         return True
-    raise ConfigError(f"RATELIMIT_ENABLED must be true or false (or 1/0, yes/no, on/off), got {raw!r}")
+    raise ConfigError(f"RATELIMIT_ENABLED must be true or false (or 1/0, yes/no, on/off), got {value!r}")
 
 
 def build_engine(

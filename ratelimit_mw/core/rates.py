@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -214,18 +214,7 @@ def _default_name(limit: int, period: float, algorithm: str = DEFAULT_ALGORITHM)
 
 def _concurrent(text: str, limit: int, tail: str) -> Rule:
     """``N concurrent; lease=15s; name=x``: an in-flight limit."""
-    options: dict[str, str] = {}
-    for part in re.split(r"[;,]", tail):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        key = key.strip().lower()
-        if not sep or key not in _CONCURRENT_OPTIONS:
-            raise ConfigError(
-                f"invalid option {part.strip()!r} in {text!r}; an in-flight limit takes: "
-                f"{', '.join(_CONCURRENT_OPTIONS)}"
-            )
-        options[key] = value.strip()
+    options = _options(text, tail, _CONCURRENT_OPTIONS, "option", "an in-flight limit takes")
     return concurrent_rule(limit, options.get("lease"), options.get("name") or "")
 
 
@@ -335,19 +324,21 @@ def parse_rate(text: str, algorithm: str | None = None) -> Rule:
     period = count * _UNITS[unit]
     if period <= 0:
         raise ConfigError(f"invalid rate {text!r}: the period must be positive")
+    return _build(limit, period, _options(text, tail, _RATE_OPTIONS, "rate option", "known options"), algorithm)
+
+
+def _options(text: str, tail: str, known: Sequence[str], what: str, listing: str) -> dict[str, str]:
+    """The ``; name=value`` options after a rate; an unknown or malformed one is an error."""
     options: dict[str, str] = {}
     for part in re.split(r"[;,]", tail):
         if not part.strip():
             continue
         key, sep, value = part.partition("=")
         key = key.strip().lower()
-        if not sep or key not in _RATE_OPTIONS:
-            raise ConfigError(
-                f"invalid rate option {part.strip()!r} in {text!r}; "
-                f"known options: {', '.join(_RATE_OPTIONS)}"
-            )
+        if not sep or key not in known:
+            raise ConfigError(f"invalid {what} {part.strip()!r} in {text!r}; {listing}: {', '.join(known)}")
         options[key] = value.strip()
-    return _build(limit, period, options, algorithm)
+    return options
 
 
 @lru_cache(maxsize=1024)

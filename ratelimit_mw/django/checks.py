@@ -19,7 +19,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django.conf import settings
     from django.core import checks
 
-    from ratelimit_mw.django.conf import engine_options, parse_enabled, policies_of
+    from ratelimit_mw.django.conf import engine_options, policies_of
+    from ratelimit_mw.engine import parse_enabled
     from ratelimit_mw.policy.loader import load_policies
 
     errors: list[Any] = []

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ratelimit_mw.engine import Engine, Router, build_engine, env_enabled
+from ratelimit_mw.engine import Engine, Router, build_engine, env_enabled, parse_enabled
 from ratelimit_mw.errors import ConfigError
 
-__all__ = ["SETTINGS", "DjangoLimits", "engine", "engine_options", "parse_enabled", "current", "reset", "state"]
+__all__ = ["SETTINGS", "DjangoLimits", "engine", "engine_options", "current", "reset", "state"]
 
 #: Settings read (``RATELIMIT_VIEW`` is read by :class:`DjangoLimits`), and the option each fills.
 SETTINGS: dict[str, str] = {
@@ -28,19 +28,6 @@ SETTINGS: dict[str, str] = {
     "RATELIMIT_METRICS": "metrics",
     "RATELIMIT_ENGINE": "engine",
 }
-
-
-def parse_enabled(value: Any) -> bool:
-    """``RATELIMIT_ENABLED``: a bool, or text read as the environment variable is; any
-    other value is an error, so a typo never silently turns limits off."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (str, int)):
-        try:
-            return env_enabled({"RATELIMIT_ENABLED": value})
-        except ConfigError:
-            pass
-    raise ConfigError(f"RATELIMIT_ENABLED must be True or False (or 'true'/'false', 1/0), got {value!r}")
 
 
 def engine_options(settings: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from flask import Flask, Response, current_app, g, request
 
 from ratelimit_mw import log
 from ratelimit_mw.core.lease import Slots
-from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine, env_enabled
+from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine, env_enabled, parse_enabled
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
 from ratelimit_mw.flask.declarations import (
@@ -69,20 +69,6 @@ CONFIG_OPTIONS: dict[str, str] = {
     "RATELIMIT_METRICS": "metrics",
     "RATELIMIT_ENGINE": "engine",
 }
-
-
-def _parse_enabled(value: Any) -> bool:
-    """``RATELIMIT_ENABLED`` from the config: a bool, or text read as the environment
-    variable is (``false``/``0``/``no``/``off``); anything else is an error, so a typo
-    never silently turns limits off."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (str, int)):
-        try:
-            return env_enabled({"RATELIMIT_ENABLED": value})
-        except ConfigError:
-            pass
-    raise ConfigError(f"RATELIMIT_ENABLED must be a boolean (or true/false, 1/0, yes/no, on/off), got {value!r}")
 
 
 class AppLimits:
@@ -259,7 +245,7 @@ class RateLimiter:
         if EXTENSION in app.extensions:  # twice would add the hooks twice: every request counted twice
             raise ConfigError(f"ratelimit_mw is already initialised on app {app.name!r}")
         options = self._app_options(app)
-        enabled = _parse_enabled(options.pop("enabled", None)) if "enabled" in options else env_enabled(os.environ)
+        enabled = parse_enabled(options.pop("enabled", None)) if "enabled" in options else env_enabled(os.environ)
         metrics = options.pop("metrics", None)
         engine = options.pop("engine", None)
         if engine is None:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from ratelimit_mw.core.keys import KeySpec, compile_key
+from ratelimit_mw.core.keys import KeySpec
+from ratelimit_mw.core.keyspec import compile_key
 from ratelimit_mw.core.rates import Rule, parse_rates
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.policy.model import Route

@@ -29,13 +29,14 @@ from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.limiter import BoundCheck, Limiter
 from ratelimit_mw.observe import Observer
 from ratelimit_mw.overload.admission import GuardedPlan, Overload
-from ratelimit_mw.overload.scaling import factors, scaled_rule
+from ratelimit_mw.overload.scaling import ladders
 from ratelimit_mw.plans import ExemptWhen, PlanSwitch
 from ratelimit_mw.policy.model import Route
+from ratelimit_mw.settings import env_enabled
 from ratelimit_mw.types import RequestView
+from ratelimit_mw.verdict import Verdict
 
-__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine", "env_enabled",
-           "parse_enabled"]
+__all__ = ["MISS", "NO_METHODS", "Engine", "Plan", "Rejection", "Router", "Verdict", "build_engine"]
 
 #: Most (method, path) -> plan answers remembered per router; past it the cache
 #: starts over, so a scan of random paths costs memory for at most this many entries.
@@ -43,30 +44,6 @@ ROUTE_CACHE_SIZE = 4096
 _METHODS_PER_PATH = 16
 
 _new = tuple.__new__
-
-
-class Verdict(NamedTuple):
-    """The answer of a plan for one limited request.
-
-    Attributes:
-        route: the matched route.
-        decision: the limiter's decision.
-        headers: header pairs to add (to the app's response, or to the 429): ``str``
-            pairs, or lower-case latin-1 ``bytes`` pairs for a raw (ASGI) router.
-        reject: answer 429 now instead of calling the app.
-        delay: seconds to hold the request first (leaky bucket shaping).
-        slot: with overload protection, the admitted request's
-            :class:`~ratelimit_mw.overload.admission.Slot` (the adapter releases it when
-            the response ends), or for a shed request its
-            :class:`~ratelimit_mw.overload.admission.Shed` answer; else ``None``.
-    """
-
-    route: Route
-    decision: Decision
-    headers: list[tuple[Any, Any]]
-    reject: bool
-    delay: float
-    slot: Any = None
 
 
 class _Compiled(NamedTuple):
@@ -408,12 +385,16 @@ class Engine:
         for router in self._routers.values():
             router.rebuild(self._policies, self._compiled, self._exempt, self._named)
 
-    def _compile(self, route: Route, policies: Any, raw_names: set[bytes]) -> _Compiled:
-        renderer = HeaderRenderer(route.rules, route.headers, names=policies.header_names,
+    def _compile(self, route: Route, policies: Any, raw_names: set[bytes], quota: Quota | None = None) -> _Compiled:
+        """``route`` compiled over ``policies``' header settings; ``quota``: its limits
+        scaled (``scale_rates:``), in its own storage slots, instead of its own."""
+        rules = route.rules if quota is None else quota.rules
+        renderer = HeaderRenderer(rules, route.headers, names=policies.header_names,
                                   reset=policies.reset_format, wall_clock=self._wall)
         raw_names.update(renderer.raw_names)
-        bound = self.limiter.bind(route.rules, route.scope, route.on_backend_error)
-        return _Compiled(route, bound, renderer)
+        if quota is None:
+            return _Compiled(route, self.limiter.bind(route.rules, route.scope, route.on_backend_error), renderer)
+        return _Compiled(route, self.limiter.bind(quota, on_error=route.on_backend_error), renderer)
 
     def _set_header_names(self, raw_names: set[bytes]) -> None:
         self.raw_header_names = frozenset(raw_names)
@@ -443,36 +424,11 @@ class Engine:
         self._policies, self._compiled, self._exempt = policies, compiled, exempt
         self._rejections = Rejections(policies)
         spec = getattr(policies, "overload", None)
-        self.overload = None if spec is None else Overload(spec, self.limiter.interval_clock, self.overload, Verdict)
-        self.ladders = self._ladders(spec, compiled, policies, raw_names)
+        self.overload = None if spec is None else Overload(spec, self.limiter.interval_clock, self.overload)
+        self.ladders = ladders(spec, compiled, lambda route, quota: self._compile(route, policies, raw_names, quota))
         self._set_header_names(raw_names)
         self._named = named
         self._rebuild_routers()
-
-    def _ladders(self, spec: Any, compiled: dict[int, _Compiled], policies: Any,
-                 raw_names: set[bytes]) -> dict[int, list[_Compiled]]:
-        """Each protected route's limits at every ``scale_rates:`` factor below 1, sharing
-        the storage slots of its own limits. Routes with a ``plan:`` switch or an
-        ``exempt_when`` keep their limits as written."""
-        if spec is None or spec.scale_floor is None:
-            return {}
-        steps = factors(spec.scale_floor)[1:]
-        ladders: dict[int, list[_Compiled]] = {}
-        for ident, entry in compiled.items():
-            route = entry.route
-            if route.plan is not None or route.exempt_when is not None or all(r.in_flight for r in route.rules):
-                continue
-            base = entry.bound.quota
-            ladder = []
-            for factor in steps:
-                rules = tuple(scaled_rule(rule, factor) for rule in base.rules)
-                renderer = HeaderRenderer(rules, route.headers, names=policies.header_names,
-                                          reset=policies.reset_format, wall_clock=self._wall)
-                raw_names.update(renderer.raw_names)
-                bound = self.limiter.bind(Quota(rules, base.scope, base.slots), on_error=route.on_backend_error)
-                ladder.append(_Compiled(route, bound, renderer))
-            ladders[ident] = ladder
-        return ladders
 
     # -- declared limits ---------------------------------------------------------------
 
@@ -600,32 +556,6 @@ class Engine:
         if verdict.slot is not None:
             return verdict.slot.rejection(raw)  # type: ignore[no-any-return]
         return self._rejections(verdict.decision, verdict.headers, raw)
-
-
-_OFF = frozenset({"false", "0", "no", "off"})
-_ON = frozenset({"", "true", "1", "yes", "on"})
-
-
-def env_enabled(environ: Any) -> bool:
-    """``RATELIMIT_ENABLED`` from ``environ`` (see :func:`parse_enabled`); unset: true."""
-    return parse_enabled(environ.get("RATELIMIT_ENABLED", ""))
-
-
-def parse_enabled(value: Any) -> bool:
-    """``RATELIMIT_ENABLED`` as a variable or a framework setting: a bool, or text (or 1/0)
-    that is true unless ``false``/``0``/``no``/``off``.
-
-    Raises:
-        ConfigError: any other value (a typo must not silently disable limiting).
-    """
-    if isinstance(value, bool):
-        return value
-    raw = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if raw in _OFF:
-        return False
-    if raw in _ON:
-        return True
-    raise ConfigError(f"RATELIMIT_ENABLED must be true or false (or 1/0, yes/no, on/off), got {value!r}")
 
 
 def build_engine(

@@ -14,6 +14,7 @@ Catching ``RateLimitError`` catches all of them; ``ConfigError`` is also a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = [
     "PolicyError",
     "RateLimitError",
     "RateLimitExceeded",
+    "did_you_mean",
 ]
 
 
@@ -90,3 +92,16 @@ class RateLimitExceeded(RateLimitError):
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
         super().__init__(f"rate limit exceeded; retry after {decision.retry_after:.3f}s")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'limits'?"`` for the closest choice, or ``""`` if none is close:
+    the hint every configuration error gives for a misspelt name."""
+    import difflib
+
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in options}
+        close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)]
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -19,12 +19,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ratelimit_mw import log
-from ratelimit_mw.core.keys import _TOKEN, Access, _import_callable
+from ratelimit_mw.core.keys import Access
+from ratelimit_mw.core.keyspec import TOKEN, import_callable
 from ratelimit_mw.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ratelimit_mw.engine import Engine, Verdict
+    from ratelimit_mw.engine import Engine
     from ratelimit_mw.policy.model import Route
+    from ratelimit_mw.verdict import Verdict
 
 __all__ = ["RESOLVER_KINDS", "ExemptWhen", "PlanSwitch", "Resolver", "compile_predicate", "compile_resolver"]
 
@@ -73,9 +75,9 @@ def compile_resolver(spec: object) -> Resolver:
     if not arg:
         raise ConfigError(f"plan resolver {spec!r}: {kind!r} needs a name, e.g. 'header:X-Plan'")
     if kind == "call":
-        target, _ = _import_callable(arg, spec)
+        target, _ = import_callable(arg, spec)
         return Resolver(lambda access: _calling(target, access), text)
-    if kind in ("header", "cookie") and not _TOKEN.fullmatch(arg):
+    if kind in ("header", "cookie") and not TOKEN.fullmatch(arg):
         raise ConfigError(f"plan resolver {spec!r}: {arg!r} is not a valid {kind} name")
     if kind == "header":
         return Resolver(lambda access: access.header(arg.lower()), text)
@@ -100,7 +102,7 @@ def compile_predicate(spec: object) -> tuple[Callable[[Any], object], str]:
         return spec, f"{getattr(spec, '__module__', '?')}:{getattr(spec, '__qualname__', type(spec).__qualname__)}"
     if isinstance(spec, str) and spec.strip().startswith("call:"):
         text = spec.strip()
-        func, _ = _import_callable(text[5:].strip(), text)
+        func, _ = import_callable(text[5:].strip(), text)
         return func, text
     raise ConfigError(f"exempt_when must be 'call:package.module:function' or a callable, got {spec!r}")
 

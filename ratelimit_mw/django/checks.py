@@ -20,8 +20,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django.core import checks
 
     from ratelimit_mw.django.conf import engine_options, policies_of
-    from ratelimit_mw.engine import parse_enabled
     from ratelimit_mw.policy.loader import load_policies
+    from ratelimit_mw.settings import parse_enabled
 
     errors: list[Any] = []
     try:

@@ -13,8 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ratelimit_mw.engine import Engine, Router, build_engine, env_enabled, parse_enabled
+from ratelimit_mw.engine import Engine, Router, build_engine
 from ratelimit_mw.errors import ConfigError
+from ratelimit_mw.settings import env_enabled, parse_enabled
 
 __all__ = ["SETTINGS", "DjangoLimits", "engine", "engine_options", "current", "reset", "state"]
 

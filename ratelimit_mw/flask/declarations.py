@@ -86,7 +86,7 @@ def normalise_key(key: KeyArg) -> Any:
 
 def check_declaration(name: str, limits: tuple[str, ...], key: Any) -> None:
     """Parse the limits and the key now, as the engine will, so a bad one fails at import."""
-    from ratelimit_mw.core.keys import compile_key
+    from ratelimit_mw.core.keyspec import compile_key
     from ratelimit_mw.policy.loader import load_policies
 
     try:

@@ -32,7 +32,7 @@ from flask import Flask, Response, current_app, g, request
 
 from ratelimit_mw import log
 from ratelimit_mw.core.lease import Slots
-from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine, env_enabled, parse_enabled
+from ratelimit_mw.engine import MISS, NO_METHODS, Engine, Verdict, build_engine
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.flask.access import FLASK_REQUEST, HAS_FLASK_LOGIN
 from ratelimit_mw.flask.declarations import (
@@ -46,6 +46,7 @@ from ratelimit_mw.flask.declarations import (
     view_name,
 )
 from ratelimit_mw.flask.exceptions import Overloaded, RateLimitExceeded
+from ratelimit_mw.settings import env_enabled, parse_enabled
 
 __all__ = ["EXTENSION", "RateLimiter"]
 

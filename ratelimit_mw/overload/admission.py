@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ratelimit_mw import log
 from ratelimit_mw.core.decision import Decision
@@ -26,9 +26,7 @@ from ratelimit_mw.overload.scaling import level
 from ratelimit_mw.policy.model import Route
 from ratelimit_mw.policy.overload import DEFAULT_POOL, OverloadSpec
 from ratelimit_mw.types import Message, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from ratelimit_mw.engine import Verdict
+from ratelimit_mw.verdict import Verdict
 
 __all__ = ["GuardedPlan", "Overload", "Shed", "Slot", "call_asgi", "call_wsgi"]
 
@@ -125,7 +123,6 @@ class Overload:
         clock: time for latency samples and windows.
         previous: the engine's former instance: a pool whose configuration and classes
             did not change keeps its gate (and its learned limit) across a reload.
-        verdict: the engine's verdict type (``Verdict``), for the verdicts built here.
         on_change: also called on every limit change (metrics), after the log.
     """
 
@@ -134,12 +131,10 @@ class Overload:
         spec: OverloadSpec,
         clock: Callable[[], float],
         previous: Overload | None,
-        verdict: Any,
         on_change: Callable[[str, LimitChange], None] | None = None,
     ) -> None:
         self.spec = spec
         self.clock = clock
-        self.verdict = verdict
         self.on_change = on_change
         self.classes = {name: i for i, name in enumerate(spec.priorities)}
         self.default = self.classes[spec.default_priority]
@@ -213,7 +208,7 @@ class GuardedPlan:
     scale factor.
     """
 
-    __slots__ = ("clock", "classify", "gate", "ladder", "maximum", "overload", "plan", "route", "shed", "verdict")
+    __slots__ = ("clock", "classify", "gate", "ladder", "maximum", "overload", "plan", "route", "shed")
 
     def __init__(self, overload: Overload, route: Route, plan: Any, gate: OverloadGate,
                  classify: Callable[[Any], int], shed: Shed, ladder: tuple[Any, ...] | None = None) -> None:
@@ -224,7 +219,6 @@ class GuardedPlan:
         self.classify = classify
         self.shed = shed
         self.clock = overload.clock
-        self.verdict: type[Verdict] = overload.verdict
         self.ladder = ladder if ladder is not None and len(ladder) > 1 else None
         self.maximum = gate.config.max
 
@@ -240,16 +234,16 @@ class GuardedPlan:
             slot.release(False, False)
             return verdict
         held: Any = slot if verdict[5] is None else Slots(slot, verdict[5])  # the route's in-flight lease too
-        return _new(type(verdict), (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], held))  # type: ignore[no-any-return]
+        return _new(Verdict, (verdict[0], verdict[1], verdict[2], verdict[3], verdict[4], held))  # type: ignore[no-any-return]
 
     def decide(self, source: Any) -> Verdict | None:
         ticket = self.gate.acquire(self.classify(source), self.clock())
         if ticket is None:
-            return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
+            return Verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
         slot = Slot(self.gate, ticket, self.clock)
         plan = self._plan()
         if plan is None:
-            return self.verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
+            return Verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
         try:
             verdict = plan.decide(source)
         except BaseException:
@@ -260,11 +254,11 @@ class GuardedPlan:
     async def adecide(self, source: Any) -> Verdict | None:
         ticket = self.gate.acquire(self.classify(source), self.clock())
         if ticket is None:
-            return self.verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
+            return Verdict(self.route, SHED_DECISION, [], True, 0.0, self.shed)
         slot = Slot(self.gate, ticket, self.clock)
         plan = self._plan()
         if plan is None:
-            return self.verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
+            return Verdict(self.route, PASS_DECISION, [], False, 0.0, slot)
         try:
             verdict = await plan.adecide(source)
         except BaseException:

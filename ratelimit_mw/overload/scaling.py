@@ -12,10 +12,15 @@ floor), rounded down to a step: one division and one index.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+from ratelimit_mw.core.quota import Quota
 from ratelimit_mw.core.rates import BUCKET_ALGORITHMS, Rule
 
-__all__ = ["STEP", "factors", "level", "scaled_rule"]
+__all__ = ["STEP", "factors", "ladders", "level", "scaled_rule"]
+
+_C = TypeVar("_C")
 
 #: Distance between two factors of a ladder.
 STEP = 0.05
@@ -55,3 +60,19 @@ def scaled_rule(rule: Rule, factor: float) -> Rule:
         max_delay=rule.max_delay if rule.algorithm == "leaky_bucket" else None,
         name=rule.name,
     )
+
+
+def ladders(spec: Any, compiled: Mapping[int, Any], compile_at: Callable[[Any, Quota], _C]) -> dict[int, list[_C]]:
+    """Each protected route's limits at every factor below 1 (``compile_at(route, quota)``),
+    by ``id(route)``. Routes with a ``plan:`` switch or an ``exempt_when``, and those
+    holding only in-flight limits, keep their limits as written."""
+    if spec is None or spec.scale_floor is None:
+        return {}
+    steps = factors(spec.scale_floor)[1:]
+    out: dict[int, list[_C]] = {}
+    for ident, entry in compiled.items():
+        route, base = entry.route, entry.bound.quota
+        if route.plan is None and route.exempt_when is None and not all(r.in_flight for r in route.rules):
+            out[ident] = [compile_at(route, Quota(tuple(scaled_rule(r, f) for r in base.rules), base.scope,
+                                                  base.slots)) for f in steps]
+    return out

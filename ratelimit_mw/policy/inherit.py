@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ratelimit_mw.policy.schema import POLICY_FIELDS, SETTINGS, Checker, suggest
+from ratelimit_mw.errors import did_you_mean
+from ratelimit_mw.policy.schema import POLICY_FIELDS, SETTINGS, Checker
 from ratelimit_mw.policy.source import FieldPath
 
 __all__ = ["LimitEntry", "PolicySpec", "Setting", "limit_entries", "resolve_policies"]
@@ -94,7 +95,7 @@ def resolve_policies(check: Checker, value: Any) -> dict[str, PolicySpec]:
             where = (*path, "extends")
             parent_name = check.string(body["extends"], where, "extends")
             if parent_name not in own:
-                hint = suggest(parent_name, own) or (
+                hint = did_you_mean(parent_name, own) or (
                     f" (defined: {', '.join(own)})" if own else " (no policies are defined)"
                 )
                 check.fail(where, f"unknown policy {parent_name!r}{hint}")

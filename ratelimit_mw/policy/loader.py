@@ -33,14 +33,15 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from ratelimit_mw.core.keys import FORWARDED_HEADERS, ClientIP, compile_key
+from ratelimit_mw.core.clientip import FORWARDED_HEADERS, ClientIP
+from ratelimit_mw.core.keyspec import compile_key
 from ratelimit_mw.core.rates import (
     _MAPPING_ALIASES,  # the rate-mapping field names, for "did you mean" hints
     Rule,
     parse_rates,
     rule_from_mapping,
 )
-from ratelimit_mw.errors import ConfigError, PolicyError
+from ratelimit_mw.errors import ConfigError, PolicyError, did_you_mean
 from ratelimit_mw.plans import compile_predicate, compile_resolver
 from ratelimit_mw.policy.inherit import LimitEntry, PolicySpec, Setting, limit_entries, resolve_policies
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
@@ -62,7 +63,6 @@ from ratelimit_mw.policy.schema import (
     UNMATCHED_FIELDS,
     Checker,
     RouteRef,
-    suggest,
 )
 from ratelimit_mw.policy.source import FieldPath, Source, format_path, read_source
 
@@ -355,7 +355,7 @@ class _Builder:
             where = (*path, name)
             policy = check.string(policy, where, f"plan {name!r}").strip()
             if policy not in self.specs:
-                hint = suggest(policy, self.specs) or (
+                hint = did_you_mean(policy, self.specs) or (
                     f" (defined: {', '.join(self.specs)})" if self.specs else " (no policies are defined)")
                 check.fail(where, f"plan {name!r} names unknown policy {policy!r}{hint}")
             if not self.specs[policy].limits:
@@ -368,7 +368,7 @@ class _Builder:
                              "(never unlimited)")
         default = check.string(body["default"], (*path, "default"), "default").strip()
         if default not in self.plans:
-            hint = suggest(default, self.plans) or f" (plans: {', '.join(self.plans)})"
+            hint = did_you_mean(default, self.plans) or f" (plans: {', '.join(self.plans)})"
             check.fail((*path, "default"), f"default plan {default!r} is not a plan{hint}")
         self.default_plan = default
 
@@ -402,7 +402,7 @@ class _Builder:
                 return parse_rates(entry, algorithm)
             for field in entry:
                 if field not in _MAPPING_ALIASES:
-                    hint = suggest(str(field), _MAPPING_ALIASES) or f" (known: {', '.join(_MAPPING_ALIASES)})"
+                    hint = did_you_mean(str(field), _MAPPING_ALIASES) or f" (known: {', '.join(_MAPPING_ALIASES)})"
                     self.check.fail((*path, str(field)), f"unknown rate field {field!r}{hint}", route)
             return (rule_from_mapping(entry, algorithm),)
         except ConfigError as exc:
@@ -614,7 +614,7 @@ class _Builder:
             where = (*path, "policy")
             name = check.string(body["policy"], where, "policy")
             if name not in self.specs:
-                hint = suggest(name, self.specs) or (
+                hint = did_you_mean(name, self.specs) or (
                     f" (defined: {', '.join(self.specs)})" if self.specs else " (no policies are defined)"
                 )
                 check.fail(where, f"unknown policy {name!r}{hint}")
@@ -686,7 +686,7 @@ class _Builder:
             return None
         path: FieldPath = ("unmatched",)
         if not isinstance(value, Mapping):
-            hint = suggest(value, ["pass"]) if isinstance(value, str) else ""
+            hint = did_you_mean(value, ["pass"]) if isinstance(value, str) else ""
             self.check.fail(path, f"unmatched must be 'pass' or a mapping with 'limits' or 'policy'{hint}")
         body = self.check.fields(value, path, UNMATCHED_FIELDS, "unmatched")
         if "description" in body:

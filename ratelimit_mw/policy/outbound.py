@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ratelimit_mw.core.rates import _MAPPING_ALIASES, Rule, parse_rates, rule_from_mapping
-from ratelimit_mw.errors import ConfigError, PolicyError
+from ratelimit_mw.errors import ConfigError, PolicyError, did_you_mean
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
 from ratelimit_mw.policy.paths import PathPattern, compile_template
 
@@ -175,7 +175,7 @@ def _parse_rule(
         for field_name in value:
             if field_name not in _MAPPING_ALIASES and field_name not in OUTBOUND_FIELDS:
                 known = (*OUTBOUND_FIELDS, *_MAPPING_ALIASES)
-                hint = _suggest(str(field_name), known)
+                hint = did_you_mean(str(field_name), known)
                 fail((str(field_name),), f"unknown field {field_name!r} in an outbound rule{hint}")
         if "limits" in value:
             if rate_fields:
@@ -282,12 +282,6 @@ def _rate_field_at_fault(options: Mapping[str, Any], message: str) -> FieldPath:
             return (key,)
     return (fields[0],) if fields else ()
 
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def outbound_rules(

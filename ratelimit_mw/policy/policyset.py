@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from ratelimit_mw.core.keys import ClientIP, KeySpec
+from ratelimit_mw.core.clientip import ClientIP
+from ratelimit_mw.core.keys import KeySpec
 from ratelimit_mw.core.rates import Rule
 from ratelimit_mw.policy.interpolate import escape
 from ratelimit_mw.policy.matcher import Matcher

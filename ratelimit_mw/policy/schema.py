@@ -8,7 +8,6 @@ normal form; the loader assembles them.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any, NoReturn
 
 from ratelimit_mw.core.headers import DEFAULT_HEADER_NAMES
 from ratelimit_mw.core.rates import ALGORITHMS
-from ratelimit_mw.errors import PolicyError
+from ratelimit_mw.errors import PolicyError, did_you_mean
 from ratelimit_mw.policy.model import FAILURE_MODES, HEADER_STYLES
 from ratelimit_mw.policy.source import FieldPath, Source, format_path
 
@@ -35,7 +34,6 @@ __all__ = [
     "RESET_FORMATS",
     "Checker",
     "RouteRef",
-    "suggest",
 ]
 
 #: Settings that cascade: built-in default < ``defaults`` < policy chain < route.
@@ -79,13 +77,6 @@ HTTP_METHODS = (
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'limits'?"`` for the closest choice, or ``""`` if none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +151,7 @@ class Checker:
         known = tuple(allowed)
         for key in data:
             if key not in known:
-                hint = suggest(key, known) or f" (known fields: {', '.join(known)})"
+                hint = did_you_mean(key, known) or f" (known fields: {', '.join(known)})"
                 self.fail((*path, key), f"unknown field {key!r} in {what}{hint}")
         return data
 
@@ -189,7 +180,7 @@ class Checker:
         """One of ``choices``, with the closest one suggested when it is not."""
         options = tuple(choices)
         if not isinstance(value, str) or value not in options:
-            hint = suggest(value, options) if isinstance(value, str) else ""
+            hint = did_you_mean(value, options) if isinstance(value, str) else ""
             self.fail(path, f"invalid {what} {value!r}{hint} (expected one of: {', '.join(options)})")
         return value
 
@@ -248,7 +239,7 @@ class Checker:
         """An HTTP method, upper-cased; unknown ones are refused as likely typos (``GETT``)."""
         method = value.strip().upper()
         if method not in HTTP_METHODS:
-            hint = suggest(method, HTTP_METHODS)
+            hint = did_you_mean(method, HTTP_METHODS)
             self.fail(path, f"unknown HTTP method {value!r}{hint}")
         return method
 
@@ -279,7 +270,7 @@ class Checker:
         canon = by_name.get(key.lower())
         if canon is None:
             choices = [*DEFAULT_HEADER_NAMES, *DEFAULT_HEADER_NAMES.values()]
-            self.fail(path, f"unknown header {key!r}{suggest(key, choices)}")
+            self.fail(path, f"unknown header {key!r}{did_you_mean(key, choices)}")
         return canon
 
 

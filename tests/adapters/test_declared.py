@@ -9,10 +9,11 @@ import pytest
 
 from ratelimit_mw.admin import AdminAPI, AdminRequest
 from ratelimit_mw.core.keys import VIEW_ACCESS
-from ratelimit_mw.engine import Engine, build_engine, env_enabled
+from ratelimit_mw.engine import Engine, build_engine
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.limiter import Limiter
 from ratelimit_mw.policy.loader import load_policies
+from ratelimit_mw.settings import env_enabled
 from ratelimit_mw.testing import FakeClock, FakeRequest
 
 POLICIES = "version: 1\ndefaults: {key: 'header:X-API-Key'}\nroutes:\n  - {match: /a, limits: ['5/minute']}\n"

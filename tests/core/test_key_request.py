@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ratelimit_mw.core.keys import compile_key
+from ratelimit_mw.core.keyspec import compile_key
 from ratelimit_mw.requestview import ENVIRON, SCOPE, ASGIRequest, WSGIRequest
 
 SEEN: list[Any] = []

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratelimit_mw.core.keys import KEY_KINDS, ClientIP, compile_key
+from ratelimit_mw.core.clientip import ClientIP
+from ratelimit_mw.core.keyspec import KEY_KINDS, compile_key
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.testing import FakeRequest
 from ratelimit_mw.types import RequestView

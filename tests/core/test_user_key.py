@@ -14,7 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from ratelimit_mw import RateLimitMiddleware
-from ratelimit_mw.core.keys import ANONYMOUS, Access, UserUnavailable, compile_key
+from ratelimit_mw.core.keys import ANONYMOUS, Access, UserUnavailable
+from ratelimit_mw.core.keyspec import compile_key
 from ratelimit_mw.errors import ConfigError
 from ratelimit_mw.requestview import ENVIRON, SCOPE
 from ratelimit_mw.testing import FakeClock

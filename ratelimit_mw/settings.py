@@ -1,0 +1,35 @@
+"""``RATELIMIT_ENABLED``: one reading of the switch for the environment and every
+framework's settings, so a typo fails the same way everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ratelimit_mw.errors import ConfigError
+
+__all__ = ["env_enabled", "parse_enabled"]
+
+_OFF = frozenset({"false", "0", "no", "off"})
+_ON = frozenset({"", "true", "1", "yes", "on"})
+
+
+def env_enabled(environ: Any) -> bool:
+    """``RATELIMIT_ENABLED`` from ``environ`` (see :func:`parse_enabled`); unset: true."""
+    return parse_enabled(environ.get("RATELIMIT_ENABLED", ""))
+
+
+def parse_enabled(value: Any) -> bool:
+    """``RATELIMIT_ENABLED`` as a variable or a framework setting: a bool, or text (or 1/0)
+    that is true unless ``false``/``0``/``no``/``off``.
+
+    Raises:
+        ConfigError: any other value (a typo must not silently disable limiting).
+    """
+    if isinstance(value, bool):
+        return value
+    raw = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if raw in _OFF:
+        return False
+    if raw in _ON:
+        return True
+    raise ConfigError(f"RATELIMIT_ENABLED must be true or false (or 1/0, yes/no, on/off), got {value!r}")

@@ -1,0 +1,34 @@
+"""What a route's plan answers for one limited request: the adapters act on it."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ratelimit_mw.core.decision import Decision
+from ratelimit_mw.policy.model import Route
+
+__all__ = ["Verdict"]
+
+
+class Verdict(NamedTuple):
+    """The answer of a plan for one limited request.
+
+    Attributes:
+        route: the matched route.
+        decision: the limiter's decision.
+        headers: header pairs to add (to the app's response, or to the 429): ``str``
+            pairs, or lower-case latin-1 ``bytes`` pairs for a raw (ASGI) router.
+        reject: answer 429 now instead of calling the app.
+        delay: seconds to hold the request first (leaky bucket shaping).
+        slot: with overload protection, the admitted request's
+            :class:`~ratelimit_mw.overload.admission.Slot` (the adapter releases it when
+            the response ends), or for a shed request its
+            :class:`~ratelimit_mw.overload.admission.Shed` answer; else ``None``.
+    """
+
+    route: Route
+    decision: Decision
+    headers: list[tuple[Any, Any]]
+    reject: bool
+    delay: float
+    slot: Any = None

@@ -14,22 +14,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any, NamedTuple, cast
 
-from ratelimit_mw import log
 from ratelimit_mw.backends.base import AsyncBackend, Backend
 from ratelimit_mw.backends.memory import MemoryBackend
 from ratelimit_mw.backends.open import open_backend
-from ratelimit_mw.breaker import CircuitBreaker
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.core.hashing import KeyHasher
-from ratelimit_mw.core.lease import LeaseStats, leased
+from ratelimit_mw.core.lease import LeaseStats
+from ratelimit_mw.core.overlimit import OverLimitCache
 from ratelimit_mw.core.quota import Quota, make_quota
 from ratelimit_mw.core.rates import Rule, parse_rate, parse_rates, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, RateLimitExceeded
+from ratelimit_mw.failure import FailurePolicy, failure_mode
 from ratelimit_mw.observe import Observer
 
 __all__ = ["BoundCheck", "Limiter", "Limits", "Quota", "open_backend"]
-
-FAILURE_MODES = ("allow", "deny", "memory")
 
 Limits = Quota | Rule | str | Sequence[Rule | str]
 
@@ -55,6 +53,15 @@ def _to_rule(item: Rule | str | Any) -> Rule:
     if isinstance(item, dict):
         return rule_from_mapping(item)
     raise ConfigError(f"expected a rate string or Rule, got {item!r}")
+
+
+def _in_process(check: Callable[[str, int], Decision], quota: Quota) -> BoundCheck:
+    """A memory backend's check, and its async twin: the check never waits, so it is called."""
+
+    async def acheck(key: str, cost: int = 1) -> Decision:
+        return check(key, cost)
+
+    return BoundCheck(check, acheck, quota)
 
 
 class Limiter:
@@ -94,42 +101,31 @@ class Limiter:
     ) -> None:
         import os
 
-        if on_backend_error not in FAILURE_MODES:
-            raise ConfigError(
-                f"on_backend_error must be one of {', '.join(FAILURE_MODES)}, got {on_backend_error!r}"
-            )
         self.prefix = prefix if prefix is not None else os.environ.get("REDIS_PREFIX", "rl")
         self.backend = open_backend(backend, prefix=self.prefix, **backend_options)
         self._clock = clock or time.time
         # Memory needs our time; a remote backend uses its own unless a clock was injected.
         self._pass_time = clock is not None or not self.backend.has_clock
         self._local = isinstance(self.backend, MemoryBackend)
-        self.on_backend_error = on_backend_error
         self._hash = KeyHasher(key_secret)
         self._sleep = sleep or getattr(clock, "sleep", None) or time.sleep
         self._asleep = asleep or getattr(clock, "asleep", None) or asyncio.sleep
-        self._fallback: MemoryBackend | None = None
-        self._occ_size = 0 if self._local else over_limit_cache
-        #: the over-limit cache: storage key -> (until, cost, decision); see _remember_denial
-        self._occ: dict[str, tuple[float, int, Decision]] = {}
-        #: bound checks by quota (and failure mode), so a repeated quota binds once
+        self._occ = OverLimitCache(0 if self._local else over_limit_cache)
+        #: bound checks by quota (and failure mode), so a repeated quota binds once, and
+        #: by rate string (default mode, no scope), so :meth:`check` given one costs a lookup
         self._bound: dict[Any, BoundCheck] = {}
-        #: the default mode's sync checks by what :meth:`check` was given (a Quota or a
-        #: rate string, scope ""), so a repeated call costs one dict lookup
-        self._checks: dict[Any, Callable[[str, int], Decision]] = {}
-        self._achecks: dict[Any, Callable[[str, int], Awaitable[Decision]]] = {}
-        self.breaker = CircuitBreaker(
-            threshold=breaker_threshold,
-            recovery_time=breaker_recovery,
-            clock=time.monotonic if clock is None else clock,
-            on_change=self._breaker_changed,
-        )
         #: Optional :class:`~ratelimit_mw.observe.Observer` (metrics); ``None``: no cost.
         self.observer: Observer | None = None
         #: Time for intervals (overload latency samples): the injected clock, else monotonic.
         self.interval_clock: Callable[[], float] = time.monotonic if clock is None else clock
         #: In-flight limits' lease expiries and losses (read by the metrics).
         self.lease_stats = LeaseStats()
+        self.failure = FailurePolicy(on_backend_error, (breaker_threshold, breaker_recovery), self._clock,
+                                     self.interval_clock, self.lease_stats, lambda: self.observer,
+                                     type(self.backend).__name__)
+        self.on_backend_error = on_backend_error
+        self.breaker = self.failure.breaker
+        self._degraded = self.failure.degraded
         self._keeper: Any = None  # the LeaseKeeper of a remote backend, made on first use
 
     @property
@@ -193,44 +189,28 @@ class Limiter:
             on_error: failure mode for these checks (default: the limiter's).
         """
         quota = self.quota(limits, scope)
-        mode = on_error or self.on_backend_error
-        if mode not in FAILURE_MODES:
-            raise ConfigError(f"on_backend_error must be one of {', '.join(FAILURE_MODES)}, got {mode!r}")
+        mode = failure_mode(on_error or self.on_backend_error)
         default = mode == self.on_backend_error
         bound = self._bound.get(quota if default else (quota, mode))
         if bound is None:
             if len(self._bound) >= 4096:  # quotas are per route or per distinct argument
                 self._bound.clear()
-                self._checks.clear()
-                self._achecks.clear()
             if quota.in_flight:
                 bound = self._in_flight_check(quota, mode)
             else:
-                bound = self._local_check(quota) if self._local else self._remote_check(quota, mode)
+                bound = (_in_process(cast(MemoryBackend, self.backend).bind(quota, self._clock), quota)
+                         if self._local else self._remote_check(quota, mode))
             self._bound[quota if default else (quota, mode)] = bound
-        if default and not scope and isinstance(limits, (Quota, str)):
-            self._checks[limits] = bound.check
-            self._achecks[limits] = bound.acheck
+        if default and not scope and isinstance(limits, str):
+            self._bound[limits] = bound
         return bound
-
-    def _local_check(self, quota: Quota) -> BoundCheck:
-        check = cast(MemoryBackend, self.backend).bind(quota, self._clock)
-
-        async def acheck(key: str, cost: int = 1) -> Decision:
-            return check(key, cost)
-
-        return BoundCheck(check, acheck, quota)
 
     def _in_flight_check(self, quota: Quota, mode: str) -> BoundCheck:
         """The check of a quota holding an in-flight limit (``N concurrent``): an admitted
         request's decision carries the ``lease`` to release when it ends."""
         if self._local:
-            check = cast(MemoryBackend, self.backend).bind_leased(quota, self._clock, self.lease_stats)
-
-            async def acheck(key: str, cost: int = 1) -> Decision:
-                return check(key, cost)
-
-            return BoundCheck(check, acheck, quota)
+            return _in_process(cast(MemoryBackend, self.backend).bind_leased(quota, self._clock, self.lease_stats),
+                               quota)
         from ratelimit_mw.inflight import LeaseKeeper, remote_checks
 
         if self._keeper is None:
@@ -273,13 +253,13 @@ class Limiter:
         ahit = None
         if isinstance(backend, AsyncBackend) and getattr(backend, "supports_async", True):
             ahit = getattr(backend, "ahit_nowait", None) or backend.ahit
-        clock, pass_time = self._clock, self._pass_time
+        clock, pass_time, occ = self._clock, self._pass_time, self._occ
 
         def before(key: str, cost: int) -> tuple[list[str], float, Decision | None]:
             keys = self.storage_keys(key, quota)
             now = clock()
-            if self._occ:
-                cached = self._cached_denial(keys, cost, now)
+            if occ.entries:
+                cached = occ.get(keys, cost, now)
                 if cached is not None:
                     return keys, now, cached
             if not self.breaker.allow():
@@ -290,8 +270,8 @@ class Limiter:
             if self.observer is not None:
                 self.observer.backend_call(perf_counter() - started)
             self.breaker.success()
-            if self._occ_size:
-                self._remember(quota, keys, cost, decision, now)
+            if occ.size:
+                occ.record(quota, keys, cost, decision, now)
             return decision
 
         def check(key: str, cost: int = 1) -> Decision:
@@ -324,71 +304,6 @@ class Limiter:
 
         return BoundCheck(check, acheck, quota)
 
-    # -- failure policy --------------------------------------------------------------
-
-    def _breaker_changed(self, old: str, new: str) -> None:
-        event = log.BREAKER_OPENED if new == "open" else log.BREAKER_CLOSED if new == "closed" else log.BREAKER_CHANGED
-        log.logger.warning(event, old=old, new=new, backend=type(self.backend).__name__)
-        if self.observer is not None:
-            self.observer.breaker(new)
-            if self.on_backend_error == "memory":
-                self.observer.fallback(new != "closed")
-
-    def _degraded(self, quota: Quota, key: str, cost: int, mode: str, exc: BaseException | None) -> Decision:
-        """The failure policy's answer when the backend could not decide (``degraded``)."""
-        if exc is not None:
-            log.logger.error(
-                log.BACKEND_ERROR, error=type(exc).__name__, detail=str(exc)[:200], mode=mode, scope=quota.scope,
-            )
-            if self.observer is not None:
-                self.observer.backend_error(type(exc).__name__)
-        if mode == "memory":
-            if self._fallback is None:
-                self._fallback = MemoryBackend()
-            if quota.in_flight:  # the fallback's counter is given back like the backend's lease
-                decision = self._fallback.bind_leased(quota, self._clock, self.lease_stats)(key, cost)
-                marked = decision._replace(degraded=True)
-                return marked if decision.lease is None else leased(marked, decision.lease)
-            return self._fallback.bind(quota, self._clock)(key, cost)._replace(degraded=True)
-        rule = quota.rules[0]
-        if mode == "deny":
-            wait = max(self.breaker.recovery_time, 1.0)
-            return Decision(False, rule.capacity, 0, wait, wait, rule, 0.0, (), True)
-        return Decision(True, rule.capacity, rule.capacity, 0.0, 0.0, rule, 0.0, (), True)
-
-    def _cached_denial(self, keys: list[str], cost: int, now: float) -> Decision | None:
-        """A remembered denial for one of ``keys`` at the same cost, still in force."""
-        for key in keys:
-            entry = self._occ.get(key)
-            if entry is not None:
-                until, denied_cost, d = entry
-                if now >= until:
-                    del self._occ[key]
-                elif cost == denied_cost:
-                    left = until - now
-                    return Decision(False, d.limit, d.remaining, max(d.reset_after - (d.retry_after - left), 0.0),
-                                    left, d.rule, 0.0, d.violated, False)
-        return None
-
-    def _remember(self, quota: Quota, keys: list[str], cost: int, decision: Decision, now: float) -> None:
-        """Envoy's over-limit cache: remember a denial until its retry time, so a client
-        hammering past its limit costs no round trip; forget it when the key admits.
-
-        Only a denial whose ``remaining`` is ``cost - 1`` is remembered: until its retry
-        time nothing the client could see changes (its remaining count, the wait for this
-        cost), so the cached answer is the one the backend would give. Any other denial
-        (a large cost with a few units left) goes back to the backend each time."""
-        if decision.allowed:
-            if self._occ:
-                for key in keys:
-                    self._occ.pop(key, None)
-            return
-        if decision.retry_after <= 0 or decision.rule is None or decision.remaining != cost - 1:
-            return
-        if len(self._occ) >= self._occ_size:
-            self._occ.clear()
-        self._occ[keys[quota.rules.index(decision.rule)]] = (now + decision.retry_after, cost, decision)
-
     # -- checks ----------------------------------------------------------------------
 
     def check(
@@ -403,15 +318,15 @@ class Limiter:
             scope: bucket namespace when ``limits`` is not a Quota.
             on_error: failure mode for this check (default: the limiter's).
         """
-        check = None
+        bound = None
         if on_error is None and not scope:
             try:
-                check = self._checks[limits]  # a Quota or rate string bound before: one lookup
-            except (KeyError, TypeError):  # new, or a list (unhashable)
-                check = None
-        if check is None:
-            check = self.bind(limits, scope, on_error).check
-        return check(key, cost)
+                bound = self._bound.get(limits)  # a Quota or rate string bound before: one lookup
+            except TypeError:  # a list (unhashable)
+                bound = None
+        if bound is None:
+            bound = self.bind(limits, scope, on_error)
+        return bound.check(key, cost)
 
     def acheck(
         self, key: str, limits: Limits, *, cost: int = 1, scope: str = "", on_error: str | None = None
@@ -421,15 +336,15 @@ class Limiter:
         A plain function returning the bound check's awaitable (``await
         limiter.acheck(...)`` as usual): no coroutine frame of its own per check.
         """
-        acheck = None
+        bound = None
         if on_error is None and not scope:
             try:
-                acheck = self._achecks[limits]
-            except (KeyError, TypeError):
-                acheck = None
-        if acheck is None:
-            acheck = self.bind(limits, scope, on_error).acheck
-        return acheck(key, cost)
+                bound = self._bound.get(limits)  # a Quota or rate string bound before: one lookup
+            except TypeError:  # a list (unhashable)
+                bound = None
+        if bound is None:
+            bound = self.bind(limits, scope, on_error)
+        return bound.acheck(key, cost)
 
     hit = check
     ahit = acheck
@@ -475,8 +390,7 @@ class Limiter:
 
     def _forget(self, key: str, quota: Quota) -> list[str]:
         keys = self.storage_keys(key, quota)
-        for k in keys:
-            self._occ.pop(k, None)
+        self._occ.forget(keys)
         return keys
 
     def reset(self, key: str, limits: Limits, *, scope: str = "") -> None:

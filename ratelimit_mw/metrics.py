@@ -158,8 +158,8 @@ class _MemoryCollector(Collector):
         keys, evictions = self._families()
         totals: dict[str, list[float]] = {}
         for limiter in self._limiters():
-            # ``_fallback`` is created lazily by the limiter on the first degraded check.
-            stores = (("primary", limiter.backend), ("fallback", getattr(limiter, "_fallback", None)))
+            # the fallback is made on the first check the memory failure mode answers
+            stores = (("primary", limiter.backend), ("fallback", limiter.failure.fallback))
             for store, backend in stores:
                 if isinstance(backend, MemoryBackend):
                     entry = totals.setdefault(store, [0.0, 0.0])

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ratelimit_mw.core.rates import _MAPPING_ALIASES, Rule, parse_rates, rule_from_mapping
 from ratelimit_mw.errors import ConfigError, PolicyError, did_you_mean
 from ratelimit_mw.policy.matcher import Matcher, effective_methods
+from ratelimit_mw.policy.model import FAILURE_MODES
 from ratelimit_mw.policy.paths import PathPattern, compile_template
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ __all__ = ["OUTBOUND_FIELDS", "OutboundIndex", "OutboundRule", "outbound_rules",
 OUTBOUND_FIELDS = (
     "limits", "host", "scheme", "port", "path", "methods", "on_backend_error", "cost", "description",
 )
-_FAILURE_MODES = ("allow", "deny", "memory")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"^(?:\*|(?:\*\.)?[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])$")
 _ANY_PATH = compile_template("/**")
@@ -257,7 +257,7 @@ def _parse_rule(
     mode = on_backend_error
     if "on_backend_error" in options:
         mode = options["on_backend_error"]
-        if mode not in _FAILURE_MODES:
+        if mode not in FAILURE_MODES:
             fail(("on_backend_error",), f"on_backend_error must be one of allow, deny, memory, got {mode!r}")
     cost = 1
     if "cost" in options:

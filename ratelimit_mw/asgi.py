@@ -116,11 +116,11 @@ class RateLimitMiddleware:
                 raise
         extra = verdict.headers
         scope[VERDICT_KEY] = verdict  # for checks declared at the view (ratelimit_mw.fastapi)
+        send = _with_headers(send, extra, engine) if extra else send
         if verdict.slot is not None:  # overload protection: the slot goes back when the response ends
-            await call_asgi(self.app, scope, receive, _with_headers(send, extra, engine) if extra else send,
-                            verdict.slot)
+            await call_asgi(self.app, scope, receive, send, verdict.slot)
             return
-        await self.app(scope, receive, _with_headers(send, extra, engine) if extra else send)
+        await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope) if scope.get("root_path") else scope.get("path") or "/"
@@ -131,16 +131,15 @@ class RateLimitMiddleware:
                 verdict = await plan.adecide(scope)
             except Exception as exc:
                 log.logger.exception(log.INTERNAL_ERROR, error=type(exc).__name__, path=path)
-        if verdict is not None and verdict.slot is not None and not verdict.reject:
-            verdict.slot.release(sample=False)  # a WebSocket is not counted in flight
-        if verdict is not None and verdict.reject:
-            # Closing before accept makes the server answer the handshake with 403.
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1008, "reason": "rate limited"})
-            return
-        if verdict is not None and verdict.delay > 0:
-            await self._sleep(verdict.delay)
+        if verdict is not None:
+            if verdict.reject:  # closing before accept makes the server answer the handshake with 403
+                if (await receive())["type"] == "websocket.connect":
+                    await send({"type": "websocket.close", "code": 1008, "reason": "rate limited"})
+                return
+            if verdict.slot is not None:
+                verdict.slot.release(sample=False)  # a WebSocket is not counted in flight
+            if verdict.delay > 0:
+                await self._sleep(verdict.delay)
         await self.app(scope, receive, send)
 
 

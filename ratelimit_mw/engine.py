@@ -388,12 +388,10 @@ class Engine:
     def _compile(self, route: Route, policies: Any, raw_names: set[bytes], quota: Quota | None = None) -> _Compiled:
         """``route`` compiled over ``policies``' header settings; ``quota``: its limits
         scaled (``scale_rates:``), in its own storage slots, instead of its own."""
-        rules = route.rules if quota is None else quota.rules
-        renderer = HeaderRenderer(rules, route.headers, names=policies.header_names,
+        quota = quota or self.limiter.quota(route.rules, route.scope)
+        renderer = HeaderRenderer(quota.rules, route.headers, names=policies.header_names,
                                   reset=policies.reset_format, wall_clock=self._wall)
         raw_names.update(renderer.raw_names)
-        if quota is None:
-            return _Compiled(route, self.limiter.bind(route.rules, route.scope, route.on_backend_error), renderer)
         return _Compiled(route, self.limiter.bind(quota, on_error=route.on_backend_error), renderer)
 
     def _set_header_names(self, raw_names: set[bytes]) -> None:
@@ -420,7 +418,6 @@ class Engine:
                         compiled[id(variant)] = self._compile(variant, policies, raw_names)
         named = {name: self._compile(declared_route(decl, policies), policies, raw_names)
                  for name, decl in list(self._declarations.items())}  # declare() may run in another thread
-        self._set_header_names(raw_names)
         self._policies, self._compiled, self._exempt = policies, compiled, exempt
         self._rejections = Rejections(policies)
         spec = getattr(policies, "overload", None)

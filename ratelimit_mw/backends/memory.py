@@ -179,7 +179,7 @@ class MemoryBackend(Backend, AsyncBackend):
         """
         tables = tuple(self._table(slot, rule) for slot, rule in zip(quota.slots, quota.rules))
         counters = tuple(t for t in tables if t.rule.in_flight)
-        lock, apply, clients, rules = self._lock, self._apply, len(tables), quota.rules
+        lock = self._lock
 
         def give_back(client: Hashable, cost: int) -> None:
             with lock:
@@ -195,24 +195,12 @@ class MemoryBackend(Backend, AsyncBackend):
                         del table.states[client]
                         self._size -= 1
 
-        if len(tables) == 1 and self.inline and inline_factory(tables[0].step) is not None:
-            inner = self.bind(quota, clock)  # the single-rule check, compiled inline
-
-            def check_one(key: str, cost: int = 1) -> Decision:
-                decision = inner(key, cost)
-                if decision[0] and cost:
-                    return leased(decision, LocalLease(partial(give_back, hash(key), cost)))
-                return decision
-
-            return check_one
+        inner = self.bind(quota, clock)
 
         def check(key: str, cost: int = 1) -> Decision:
-            client = hash(key)
-            now = clock()
-            with lock:
-                decision = apply(tables, (client,) * clients, cost, now, rules)
+            decision = inner(key, cost)
             if decision[0] and cost:
-                return leased(decision, LocalLease(partial(give_back, client, cost)))
+                return leased(decision, LocalLease(partial(give_back, hash(key), cost)))
             return decision
 
         return check

@@ -76,7 +76,6 @@ class Access(NamedTuple):
     user: Callable[[Any], object | None] = NO_USER
 
 
-
 _MAX_VALUE = 1024  # characters of a raw value kept verbatim in a key
 
 
@@ -110,7 +109,6 @@ def _view_header(name: str) -> Callable[[Any], str | None]:
 #: :class:`Access` over a :class:`~ratelimit_mw.types.RequestView` itself (tests, the
 #: CLI's ``explain``, a compiled key called on a view).
 VIEW_ACCESS = Access(lambda request: request.peer, _view_header, _same, _same)
-
 
 
 class Part(NamedTuple):

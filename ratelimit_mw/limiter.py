@@ -321,8 +321,8 @@ class Limiter:
         bound = None
         if on_error is None and not scope:
             try:
-                bound = self._bound.get(limits)  # a Quota or rate string bound before: one lookup
-            except TypeError:  # a list (unhashable)
+                bound = self._bound[limits]  # a Quota or rate string bound before: one lookup
+            except (KeyError, TypeError):  # new, or a list (unhashable)
                 bound = None
         if bound is None:
             bound = self.bind(limits, scope, on_error)
@@ -339,8 +339,8 @@ class Limiter:
         bound = None
         if on_error is None and not scope:
             try:
-                bound = self._bound.get(limits)  # a Quota or rate string bound before: one lookup
-            except TypeError:  # a list (unhashable)
+                bound = self._bound[limits]  # a Quota or rate string bound before: one lookup
+            except (KeyError, TypeError):  # new, or a list (unhashable)
                 bound = None
         if bound is None:
             bound = self.bind(limits, scope, on_error)

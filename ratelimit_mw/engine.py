@@ -254,9 +254,9 @@ class Router:
         choice = route.plan
         if choice is not None:
             by_name = {name: plans[id(variant)] for name, variant in choice.routes.items()}
-            plan = PlanSwitch(self.engine, route, choice.resolver.bind(self.access), by_name, by_name[choice.default])
+            plan = PlanSwitch(route, choice.resolver.bind(self.access), by_name, by_name[choice.default])
         if route.exempt_when is not None:
-            plan = ExemptWhen(self.engine, route, plan, route.exempt_when, self.access.request)
+            plan = ExemptWhen(route, plan, route.exempt_when, self.access.request, self.engine.observe)
         return plan
 
     def named(self, name: str) -> AnyPlan | None:

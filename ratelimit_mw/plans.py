@@ -24,7 +24,6 @@ from ratelimit_mw.core.keyspec import TOKEN, import_callable
 from ratelimit_mw.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ratelimit_mw.engine import Engine
     from ratelimit_mw.policy.model import Route
     from ratelimit_mw.verdict import Verdict
 
@@ -110,10 +109,9 @@ def compile_predicate(spec: object) -> tuple[Callable[[Any], object], str]:
 class PlanSwitch:
     """The plan of a route with ``plan:``: read the client's plan, run that plan's check."""
 
-    __slots__ = ("default", "engine", "plans", "read", "route", "unknown")
+    __slots__ = ("default", "plans", "read", "route", "unknown")
 
-    def __init__(self, engine: Engine, route: Route, read: _Reader, plans: dict[str, Any], default: Any) -> None:
-        self.engine = engine
+    def __init__(self, route: Route, read: _Reader, plans: dict[str, Any], default: Any) -> None:
         self.route = route
         self.read = read
         self.plans = plans
@@ -150,13 +148,14 @@ class PlanSwitch:
 
 
 class ExemptWhen:
-    """A matched route's plan behind its ``exempt_when`` predicate."""
+    """A matched route's plan behind its ``exempt_when`` predicate; ``observe`` counts
+    the requests it exempts (the engine's ``observe``)."""
 
-    __slots__ = ("engine", "plan", "predicate", "request_of", "route")
+    __slots__ = ("observe", "plan", "predicate", "request_of", "route")
 
-    def __init__(self, engine: Engine, route: Route, plan: Any, predicate: Callable[[Any], object],
-                 request_of: Callable[[Any], Any]) -> None:
-        self.engine = engine
+    def __init__(self, route: Route, plan: Any, predicate: Callable[[Any], object],
+                 request_of: Callable[[Any], Any], observe: Callable[[Route, str, float], None]) -> None:
+        self.observe = observe
         self.route = route
         self.plan = plan
         self.predicate = predicate
@@ -169,8 +168,8 @@ class ExemptWhen:
             log.logger.error(log.EXEMPT_ERROR, route=self.route.template, exempt_when=self.route.exempt_when_spec,
                              error=type(exc).__name__, detail=str(exc)[:200])
             return False
-        if exempt and self.engine.observer is not None:
-            self.engine.observe(self.route, "exempt", 0.0)
+        if exempt:
+            self.observe(self.route, "exempt", 0.0)
         return exempt
 
     def decide(self, source: Any) -> Verdict | None:

@@ -101,6 +101,7 @@ class Limiter:
     ) -> None:
         import os
 
+        failure_mode(on_backend_error)  # a typo fails before any connection is made
         self.prefix = prefix if prefix is not None else os.environ.get("REDIS_PREFIX", "rl")
         self.backend = open_backend(backend, prefix=self.prefix, **backend_options)
         self._clock = clock or time.time

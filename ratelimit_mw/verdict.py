@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from ratelimit_mw.core.decision import Decision
 from ratelimit_mw.policy.model import Route
 
-__all__ = ["Verdict"]
+__all__ = ["CarriesVerdict", "Verdict"]
 
 
 class Verdict(NamedTuple):
@@ -32,3 +32,18 @@ class Verdict(NamedTuple):
     reject: bool
     delay: float
     slot: Any = None
+
+
+class CarriesVerdict:
+    """What the integrations' denial exceptions (Flask's 429 and 503, Django's
+    ``RateLimited``) share: the decision and headers of the verdict they carry."""
+
+    verdict: Verdict
+
+    @property
+    def decision(self) -> Decision:
+        return self.verdict.decision
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return list(self.verdict.headers)

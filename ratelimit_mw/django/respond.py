@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 from ratelimit_mw import log
 from ratelimit_mw.core.headers import retry_after_seconds
 from ratelimit_mw.declared import stricter
+from ratelimit_mw.verdict import CarriesVerdict
 
 if TYPE_CHECKING:
     from django.http import HttpResponseBase
 
-    from ratelimit_mw.core.decision import Decision
     from ratelimit_mw.django.conf import DjangoLimits
     from ratelimit_mw.engine import Verdict
 
@@ -29,7 +29,7 @@ MIDDLEWARE_ATTR = "_ratelimit_mw_middleware"
 SLOTS_ATTR = "_ratelimit_mw_slots"
 
 
-class RateLimited(Exception):
+class RateLimited(CarriesVerdict, Exception):
     """What ``RATELIMIT_VIEW`` receives as its ``exception`` argument (as with
     django-ratelimit's ``Ratelimited``): the denial, its decision and headers."""
 
@@ -37,14 +37,6 @@ class RateLimited(Exception):
         self.verdict = verdict
         self.retry_after = retry_after_seconds(verdict.decision.retry_after)
         super().__init__(f"Rate limit exceeded; retry after {self.retry_after} seconds.")
-
-    @property
-    def decision(self) -> Decision:
-        return self.verdict.decision
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        return list(self.verdict.headers)
 
 
 def _http_request(request: Any) -> Any:

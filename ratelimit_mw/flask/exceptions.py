@@ -17,15 +17,26 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from werkzeug.wrappers import Response
 
 from ratelimit_mw.core.headers import retry_after_seconds
+from ratelimit_mw.verdict import CarriesVerdict
 
 if TYPE_CHECKING:
-    from ratelimit_mw.core.decision import Decision
     from ratelimit_mw.engine import Engine, Verdict
 
 __all__ = ["Overloaded", "RateLimitExceeded"]
 
 
-class RateLimitExceeded(TooManyRequests):
+class _Answered(CarriesVerdict):
+    """The engine's answer to the verdict (the 429, or a shed request's 503), as the
+    response werkzeug sends when no error handler renders the exception."""
+
+    engine: Engine
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
+        rejection = self.engine.rejection(self.verdict)
+        return Response(rejection.body, status=rejection.status, headers=rejection.headers)
+
+
+class RateLimitExceeded(_Answered, TooManyRequests):
     """A request denied by a limit (YAML route, ``@limiter.limit`` or a blueprint limit).
 
     Attributes:
@@ -40,21 +51,8 @@ class RateLimitExceeded(TooManyRequests):
         retry = retry_after_seconds(verdict.decision.retry_after)
         super().__init__(f"Rate limit exceeded; retry after {retry} seconds.")
 
-    @property
-    def decision(self) -> Decision:
-        return self.verdict.decision
 
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        return list(self.verdict.headers)
-
-    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
-        """The policy set's 429: status, problem+json body (or its template), headers."""
-        rejection = self.engine.rejection(self.verdict)
-        return Response(rejection.body, status=rejection.status, headers=rejection.headers)
-
-
-class Overloaded(ServiceUnavailable):
+class Overloaded(_Answered, ServiceUnavailable):
     """A request shed by overload protection (``overload:``): 503, not 429.
 
     Attributes:
@@ -67,16 +65,3 @@ class Overloaded(ServiceUnavailable):
         self.verdict = verdict
         self.engine = engine
         super().__init__("The service is overloaded; retry later.")
-
-    @property
-    def decision(self) -> Decision:
-        return self.verdict.decision
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        return list(self.verdict.headers)
-
-    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
-        """The 503 problem: status, problem+json body, no-store, a jittered Retry-After."""
-        rejection = self.engine.rejection(self.verdict)
-        return Response(rejection.body, status=rejection.status, headers=rejection.headers)

@@ -1,5 +1,6 @@
-"""``RATELIMIT_ENABLED``: one reading of the switch for the environment and every
-framework's settings, so a typo fails the same way everywhere."""
+"""The framework settings every integration reads (Django settings, Flask config), and
+``RATELIMIT_ENABLED``: one reading of the switch for the environment and every framework,
+so a typo fails the same way everywhere."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from typing import Any
 
 from ratelimit_mw.errors import ConfigError
 
-__all__ = ["env_enabled", "parse_enabled"]
+__all__ = ["FRAMEWORK_SETTINGS", "env_enabled", "parse_enabled"]
+
+#: Setting names the integrations read (Django settings, Flask config), and the option each fills.
+FRAMEWORK_SETTINGS: dict[str, str] = {
+    "RATELIMIT_POLICIES": "policies",
+    "RATELIMIT_BACKEND": "backend",
+    "RATELIMIT_ENABLED": "enabled",
+    "RATELIMIT_KEY_SECRET": "key_secret",
+    "RATELIMIT_PREFIX": "prefix",
+    "RATELIMIT_METRICS": "metrics",
+    "RATELIMIT_ENGINE": "engine",
+}
 
 _OFF = frozenset({"false", "0", "no", "off"})
 _ON = frozenset({"", "true", "1", "yes", "on"})

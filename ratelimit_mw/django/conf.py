@@ -15,20 +15,12 @@ from typing import Any
 
 from ratelimit_mw.engine import Engine, Router, build_engine
 from ratelimit_mw.errors import ConfigError
-from ratelimit_mw.settings import env_enabled, parse_enabled
+from ratelimit_mw.settings import FRAMEWORK_SETTINGS, env_enabled, parse_enabled
 
 __all__ = ["SETTINGS", "DjangoLimits", "engine", "engine_options", "current", "reset", "state"]
 
 #: Settings read (``RATELIMIT_VIEW`` is read by :class:`DjangoLimits`), and the option each fills.
-SETTINGS: dict[str, str] = {
-    "RATELIMIT_POLICIES": "policies",
-    "RATELIMIT_BACKEND": "backend",
-    "RATELIMIT_ENABLED": "enabled",
-    "RATELIMIT_KEY_SECRET": "key_secret",
-    "RATELIMIT_PREFIX": "prefix",
-    "RATELIMIT_METRICS": "metrics",
-    "RATELIMIT_ENGINE": "engine",
-}
+SETTINGS = FRAMEWORK_SETTINGS
 
 
 def engine_options(settings: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from ratelimit_mw.flask.declarations import (
     view_name,
 )
 from ratelimit_mw.flask.exceptions import Overloaded, RateLimitExceeded
-from ratelimit_mw.settings import env_enabled, parse_enabled
+from ratelimit_mw.settings import FRAMEWORK_SETTINGS, env_enabled, parse_enabled
 
 __all__ = ["EXTENSION", "RateLimiter"]
 
@@ -61,15 +61,7 @@ _G_SLOT = "_ratelimit_mw_slot"
 _T = TypeVar("_T")
 
 #: Config keys read by :meth:`RateLimiter.init_app`, and the option each fills.
-CONFIG_OPTIONS: dict[str, str] = {
-    "RATELIMIT_POLICIES": "policies",
-    "RATELIMIT_BACKEND": "backend",
-    "RATELIMIT_ENABLED": "enabled",
-    "RATELIMIT_KEY_SECRET": "key_secret",
-    "RATELIMIT_PREFIX": "prefix",
-    "RATELIMIT_METRICS": "metrics",
-    "RATELIMIT_ENGINE": "engine",
-}
+CONFIG_OPTIONS = FRAMEWORK_SETTINGS
 
 
 class AppLimits:
